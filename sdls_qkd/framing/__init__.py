@@ -1,0 +1,1 @@
+"""Framing: Space Packets, TC/TM/AOS/USLP transfer frames, OCF words, CRCs, packet service."""

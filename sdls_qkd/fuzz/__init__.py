@@ -1,0 +1,1 @@
+"""Fuzzing kit: hypothesis strategies and mutators for every structure of the library."""

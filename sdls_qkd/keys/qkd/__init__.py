@@ -1,0 +1,1 @@
+"""Satellite-pass decoy-state BB84 emulator: source, channel, sifting, Cascade, PA, finite key."""

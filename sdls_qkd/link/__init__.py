@@ -1,0 +1,1 @@
+"""Link ends: channels + SA table + durable state + key buffer + rekey policy."""

@@ -1,0 +1,1 @@
+"""State stores: the interface (base), in-memory and SQLite implementations."""
