@@ -173,6 +173,12 @@ class KeyAlreadyUsed(KeySupplyError):
     code = "KeyAlreadyUsed"
 
 
+class KeyDestroyed(KeySupplyError):
+    """The key was destroyed unused (expired, orphaned by a restart, or erased); never served."""
+
+    code = "KeyDestroyed"
+
+
 class UnknownKey(KeySupplyError):
     """No key with this ID is known."""
 
