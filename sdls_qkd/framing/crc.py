@@ -37,9 +37,9 @@ _crc32_impl: Callable[[bytes | bytearray | memoryview], int] = crcmod.mkCrcFun(
 )
 
 
-def crc16(data: bytes | bytearray | memoryview) -> int:
-    """CRC-16/CCITT-FALSE of ``data`` (the 16-bit FECF value)."""
-    return _crc16_impl(data)
+#: CRC-16/CCITT-FALSE of a bytes-like object (the 16-bit FECF value).  Bound directly to the
+#: backend function: one Python call level less on the hot path of every frame.
+crc16: Callable[[bytes | bytearray | memoryview], int] = _crc16_impl
 
 
 def crc16_reference(data: bytes | bytearray | memoryview) -> int:

@@ -33,7 +33,6 @@ from typing import Any, Final, TypeVar
 from construct import BitsInteger, BitStruct, Flag
 
 from sdls_qkd.errors import FecfError, InvalidConfiguration, InvalidFrameLength, InvalidHeader
-from sdls_qkd.framing import crc as _crc_module
 from sdls_qkd.framing.channel import TmChannel
 from sdls_qkd.framing.crc import crc16
 from sdls_qkd.framing.ocf import OCF_LENGTH, Clcw, FrameSecurityReport, OcfWord, ocf_unpack
@@ -51,8 +50,7 @@ MAX_SECONDARY_HEADER_LENGTH: Final = 64
 
 _HEADER = struct.Struct(">HBBH")
 # the CRC backend itself (one Python call less than the crc16 wrapper) when crc.py exposes it
-_crc16: Callable[[bytes | bytearray | memoryview], int] = getattr(
-    _crc_module, "_crc16_impl", crc16)
+_crc16: Callable[[bytes | bytearray | memoryview], int] = crc16
 
 #: The primary header as a ``construct`` layout: the readable spec, used by slow paths
 #: (inspect, fuzzing) and tested to give the same bytes as :class:`TmPrimaryHeader` and
