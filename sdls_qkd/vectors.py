@@ -6,9 +6,30 @@ any error; :func:`write` emits a deterministic file; :func:`check` runs every ve
 library (SDLS vectors through :mod:`sdls_qkd.security.engine`, frame-only vectors through the
 frame codecs) and returns a structured report.
 
-A vector listing a quirk that the engine does not reproduce is *skipped* with the quirk named,
+A vector listing a quirk that the checker does not reproduce is *skipped* with the quirk named,
 never passed.  Anything the library raises that is not an :mod:`sdls_qkd.errors` exception is a
 failure ("crash"), whatever the vector expects.
+
+``ep_executed`` is reproduced here, not in the engine (:data:`CHECKER_QUIRKS`): after
+ProcessSecurity the recovered data goes to an
+:class:`~sdls_qkd.procedures.onboard.OnboardSecurityManager` in CryptoLib mode, set up with what
+the vector gives: the vector's SA is the SA that carried the command (SPI, and the target an EP
+must not touch), the TC length field is the received frame's, and the rest is CryptoLib's
+default set-up (:mod:`sdls_qkd.procedures.cryptolib_defaults`): its key ring, EP on SPI 0 / 63,
+EP packets on APID 0x180 with the 4-octet PUS header (the vector cannot say otherwise: CryptoLib's
+``has_pus_hdr`` switch is not part of the schema).  The vector then passes when
+ProcessSecurity recovers ``expected_hex`` and the command executes, or when the command raises
+``expected_error``; a rejected command must leave the manager's state unchanged.  The notes of
+such a vector may carry two things, which are then checked / applied:
+
+* ``EP reply: <hex>`` (or ``ep_reply_hex=<hex>``): the reply packet the peer sent, compared octet
+  for octet;
+* ``EP set-up: key <id> <STATE>[, key <id> <STATE>...]``: key states the peer's test set before
+  the call (applied to the default ring).
+
+A vector whose outcome depends on state that a known CryptoLib test sets and the vector does not
+carry (:data:`~sdls_qkd.procedures.cryptolib_defaults.CRYPTOLIB_TEST_SETUPS`) is skipped with
+that reason.
 """
 
 from __future__ import annotations
@@ -60,8 +81,11 @@ QUIRK_NOTES: dict[str, str] = {
     "reserved_mac_without_auth": "a zeroed MAC field without authentication looks authenticated "
                                  "and is not",
     "ep_executed": "executing SDLS-EP commands is the job of the extended procedures, not of "
-                   "ProcessSecurity (reproduced only when the engine runs them)",
+                   "ProcessSecurity (the vector checker composes the two: CryptoLib-mode "
+                   "procedures with CryptoLib's default key ring)",
 }
+#: quirks reproduced by this checker itself (on top of the engine's SUPPORTED_QUIRKS)
+CHECKER_QUIRKS = frozenset({"ep_executed"})
 SA_STATES = ("NONE", "UNKEYED", "KEYED", "OPERATIONAL")
 KEY_STATES = ("PREACTIVE", "ACTIVE", "DEACTIVATED", "DESTROYED", "CORRUPTED")
 
@@ -416,12 +440,19 @@ def _check_sa_after(vector: dict[str, Any], sa: Any) -> None:
                             f"{after[key] or '(none)'}")
 
 
-def _run_sdls(vector: dict[str, Any], supported: frozenset[str]) -> tuple[Status, str,
-                                                                          tuple[str, ...]]:
+_Outcome = tuple[Status, str, tuple[str, ...]]
+
+
+def _run_sdls(vector: dict[str, Any], supported: frozenset[str]) -> _Outcome:
     quirks = list(vector.get("quirks") or [])
     missing = tuple(q for q in quirks if q not in supported)
     if missing:
         return Status.SKIP, "needs quirk " + ", ".join(missing), missing
+    run_ep = "ep_executed" in quirks
+    if run_ep:
+        why_not = _ep_not_reproducible(vector)
+        if why_not:
+            return Status.SKIP, why_not, ()
     engine = _engine()
     frame_type = vector["frame_type"]
     try:
@@ -433,7 +464,7 @@ def _run_sdls(vector: dict[str, Any], supported: frozenset[str]) -> tuple[Status
     sa = None
     try:
         sa = _sa_class().from_schema(vector["sa"], frame_type=frame_type, channel=channel)
-        options = engine.EngineOptions.from_quirks(quirks)
+        options = engine.EngineOptions.from_quirks(q for q in quirks if q not in CHECKER_QUIRKS)
         if vector["operation"] == "apply":
             iv_hex = vector["sa"].get("iv_hex") or ""
             if iv_hex:
@@ -458,6 +489,17 @@ def _run_sdls(vector: dict[str, Any], supported: frozenset[str]) -> tuple[Status
         return Status.PASS, f"{code} raised as expected", ()
     except Exception as exc:  # noqa: BLE001 - a crash is a failure, reported with its type
         return Status.FAIL, f"crashed with {type(exc).__name__}: {exc}", ()
+    if run_ep:
+        try:
+            _check_sa_after(vector, sa)
+        except _Mismatch as mm:
+            return Status.FAIL, str(mm), ()
+        if expected_error is None:
+            expected = bytes.fromhex(vector["expected_hex"])
+            if got != expected:
+                return Status.FAIL, _diff(got, expected, what), ()
+        status, reason = _run_ep(vector, frame, sa, got)
+        return status, reason, ()
     if expected_error is not None:
         return Status.FAIL, f"succeeded, expected {expected_error}", ()
     expected = bytes.fromhex(vector["expected_hex"])
@@ -468,6 +510,110 @@ def _run_sdls(vector: dict[str, Any], supported: frozenset[str]) -> tuple[Status
     except _Mismatch as mm:
         return Status.FAIL, str(mm), ()
     return Status.PASS, f"{what} matches ({len(got)} octets)", ()
+
+
+# --------------------------------------------------------------------------- ep_executed
+_EP_REPLY = re.compile(r"\bep[ _]reply(?:[ _]hex)?\s*[:=]\s*([0-9a-fA-F]+)", re.IGNORECASE)
+_EP_SETUP = re.compile(r"\bep[ _]set-?up\s*:\s*((?:key\s+\d+\s+[A-Za-z]+\s*,?\s*)+)",
+                       re.IGNORECASE)
+_EP_SETUP_KEY = re.compile(r"key\s+(\d+)\s+([A-Za-z]+)", re.IGNORECASE)
+_CRYPTOLIB_TEST = re.compile(r"CryptoLib test (\S+?)(?:#\d+)?[\s(;]")
+
+
+def _cryptolib_test(vector: dict[str, Any]) -> str | None:
+    """The CryptoLib unit test a converted vector comes from (named in its notes)."""
+    match = _CRYPTOLIB_TEST.search((vector.get("notes") or "") + " ")
+    return match.group(1) if match else None
+
+
+def _ep_reply(vector: dict[str, Any]) -> bytes | None:
+    match = _EP_REPLY.search(vector.get("notes") or "")
+    if match is None:
+        return None
+    text = match.group(1)
+    if len(text) % 2:
+        raise _Mismatch(f"EP reply in the notes has an odd number of hex digits ({len(text)})")
+    return bytes.fromhex(text)
+
+
+def _ep_key_setup(vector: dict[str, Any]) -> list[tuple[int, str]]:
+    """``EP set-up: key <id> <STATE>, ...`` from the notes, as (key ID, state name) pairs."""
+    match = _EP_SETUP.search(vector.get("notes") or "")
+    if match is None:
+        return []
+    return [(int(k), state.upper()) for k, state in _EP_SETUP_KEY.findall(match.group(1))]
+
+
+def _ep_not_reproducible(vector: dict[str, Any]) -> str:
+    """Why an ``ep_executed`` vector cannot be reproduced from what it carries ('' if it can)."""
+    if vector["frame_type"] != "TC" or vector["operation"] != "process":
+        return (f"cannot reproduce ep_executed on {vector['frame_type']} {vector['operation']}: "
+                f"SDLS-EP commands are executed from TC ProcessSecurity only")
+    setups = importlib.import_module("sdls_qkd.procedures.cryptolib_defaults")
+    test = _cryptolib_test(vector)
+    if test in setups.CRYPTOLIB_TEST_SETUPS and not _ep_key_setup(vector):
+        return f"cannot reproduce: {setups.CRYPTOLIB_TEST_SETUPS[test]}"
+    return ""
+
+
+def _ep_manager(vector: dict[str, Any], sa: Any) -> Any:
+    """CryptoLib-mode on-board manager: the vector's SA carries the command, default ring."""
+    defaults = importlib.import_module("sdls_qkd.procedures.cryptolib_defaults")
+    ring = defaults.cryptolib_key_ring()
+    key_state = importlib.import_module("sdls_qkd.procedures.keys").KeyState
+    for key_id, state in _ep_key_setup(vector):
+        if state not in key_state.__members__:
+            raise _Mismatch(f"EP set-up in the notes names an unknown key state {state!r}")
+        if key_id in ring:
+            ring.force_state(key_id, key_state[state])
+        else:  # an empty CryptoLib slot holds 32 zero octets
+            ring.install(key_id, bytes(32), key_state[state])
+    return defaults.cryptolib_onboard(sa, ring=ring)
+
+
+def _run_ep(vector: dict[str, Any], frame: bytes, sa: Any, data: bytes) -> tuple[Status, str]:
+    """Execute the recovered ``data`` as an SDLS-EP command and judge the outcome."""
+    expected_error = vector.get("expected_error")
+    try:
+        reply = _ep_reply(vector)
+        manager = _ep_manager(vector, sa)
+    except _Mismatch as mm:
+        return Status.FAIL, str(mm)
+    except SdlsQkdError as exc:
+        return Status.FAIL, f"EP set-up refused: {exc}"
+    length_field = int.from_bytes(frame[2:4], "big") & 0x3FF  # TC frame length field (octets - 1)
+    before = manager.state_digest()
+    try:
+        outcome = manager.handle_packet(data, via_spi=sa.spi, frame_length_field=length_field)
+    except SdlsQkdError as exc:
+        code = exc.code
+        if manager.state_digest() != before:
+            return Status.FAIL, f"the EP command was refused ({code}) but changed state"
+        if expected_error is None:
+            return Status.FAIL, f"recovered data matches, but the EP command raised {code} ({exc})"
+        if code != expected_error:
+            return Status.FAIL, f"EP command raised {code} ({exc}), expected {expected_error}"
+        return Status.PASS, f"{code} raised by the EP command as expected ({exc})"
+    except Exception as exc:  # noqa: BLE001 - a crash is a failure, reported with its type
+        return Status.FAIL, f"EP command crashed with {type(exc).__name__}: {exc}"
+    if expected_error is not None:
+        what = "not an EP command" if outcome is None else f"{outcome.procedure.name} executed"
+        return Status.FAIL, f"EP command succeeded ({what}), expected {expected_error}"
+    if outcome is None:
+        if reply is not None:
+            return Status.FAIL, "the notes hold an EP reply, but the data is not an EP command"
+        return Status.PASS, f"recovered data matches ({len(data)} octets; not an EP command)"
+    if reply is not None:
+        got = outcome.reply_packet
+        if got is None:
+            return Status.FAIL, f"{outcome.procedure.name} executed without a reply; the notes " \
+                                f"hold a {len(reply)}-octet reply"
+        if got != reply:
+            return Status.FAIL, _diff(got, reply, "EP reply")
+        return Status.PASS, (f"recovered data matches ({len(data)} octets); "
+                             f"{outcome.procedure.name} reply matches ({len(got)} octets)")
+    return Status.PASS, (f"recovered data matches ({len(data)} octets); "
+                         f"{outcome.procedure.name} executed")
 
 
 # --------------------------------------------------------------------------- frame-only kinds
@@ -589,9 +735,10 @@ def quirk_table(report: CheckReport | None = None) -> str:
 
 
 def supported_quirks() -> frozenset[str]:
-    """Quirks the engine reproduces (empty when the engine is not importable)."""
+    """Quirks the checker reproduces: the engine's plus :data:`CHECKER_QUIRKS` (empty when the
+    engine is not importable)."""
     try:
-        return frozenset(_engine().SUPPORTED_QUIRKS)
+        return frozenset(_engine().SUPPORTED_QUIRKS) | CHECKER_QUIRKS
     except ImportError:
         return frozenset()
 
@@ -604,7 +751,8 @@ def check_vector(vector: dict[str, Any], *, file: str | None = None,
         status, reason = _run_frame_only(vector)
         return VectorResult(vid, status, reason, file)
     try:
-        quirks = supported if supported is not None else frozenset(_engine().SUPPORTED_QUIRKS)
+        quirks = supported if supported is not None else \
+            frozenset(_engine().SUPPORTED_QUIRKS) | CHECKER_QUIRKS
     except ImportError as exc:
         return VectorResult(vid, Status.FAIL, f"SDLS engine not available: {exc}", file)
     status, reason, missing = _run_sdls(vector, quirks)
@@ -621,10 +769,7 @@ def check(source: VectorFile | str | Path | Mapping[str, Any]) -> CheckReport:
         validate(dict(source))
         vf = VectorFile(dict(source))
     name = str(vf.path) if vf.path is not None else None
-    try:
-        quirks: frozenset[str] | None = frozenset(_engine().SUPPORTED_QUIRKS)
-    except ImportError:
-        quirks = None
+    quirks = supported_quirks() or None
     report = CheckReport()
     for vector in vf.vectors:
         report.results.append(check_vector(vector, file=name, supported=quirks))

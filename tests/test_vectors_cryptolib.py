@@ -2,7 +2,7 @@
 
 The bytes were produced by CryptoLib (captured by running its unit tests), never by this library.
 The checker must pass every vector it can express, fail none, and skip only for a named quirk of
-the schema that the engine does not reproduce.
+the schema that it does not reproduce, or (one vector) for test set-up the vector does not carry.
 """
 
 from __future__ import annotations
@@ -22,10 +22,13 @@ ROOT = Path(__file__).resolve().parent.parent
 CRYPTOLIB = ROOT / "vectors" / "cryptolib.json"
 LOG = ROOT / "vectors" / "cryptolib.conversion-log.txt"
 CAPTURED = 166  # records in the CryptoLib capture
-#: the lead's target was 140 of 166; 138 is what the capture allows today: 18 records capture
-#: CryptoLib behaviour the schema cannot express (see the conversion log) and 10 more need the
-#: SDLS-EP procedures (quirk ep_executed).  Raise this when the procedures land.
-MIN_PASSED = 138
+#: 148 of the 166 records are expressible (18 capture CryptoLib behaviour the schema cannot
+#: express, see the conversion log).  The 10 needing quirk ep_executed run through the extended
+#: procedures; 9 pass, and OTAR_0_140_142_BAD_DECRYPT is skipped: its CryptoLib test makes master
+#: key 127 Active beforehand, which the vector does not carry (tests/test_vectors_ep.py).
+MIN_PASSED = 147
+#: the only vector skipped for a reason other than a missing quirk
+UNREPRODUCIBLE = {"cryptolib/EP_KEY_MGMT.OTAR_0_140_142_BAD_DECRYPT#1"}
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +74,15 @@ def test_enough_vectors_pass(report: sv.CheckReport) -> None:
 def test_skips_name_a_quirk_from_the_table(report: sv.CheckReport) -> None:
     for result in report.results:
         if result.status is sv.Status.SKIP:
+            if result.id in UNREPRODUCIBLE:
+                assert result.reason.startswith("cannot reproduce: "), result
+                assert not result.missing_quirks
+                continue
             assert result.missing_quirks, result
             assert set(result.missing_quirks) <= set(sv.QUIRK_NOTES), result
-            assert all(q not in engine.SUPPORTED_QUIRKS for q in result.missing_quirks)
+            assert all(q not in sv.supported_quirks() for q in result.missing_quirks)
             assert all(q in result.reason for q in result.missing_quirks)
+    assert report.skipped == len(UNREPRODUCIBLE), report.summary()
 
 
 def test_quirk_table_lists_every_schema_quirk(report: sv.CheckReport) -> None:
@@ -90,7 +98,7 @@ def test_error_classes_are_covered(doc: dict[str, Any], report: sv.CheckReport) 
     passed_errors = Counter(v["expected_error"] for v in doc["vectors"]
                             if v["expected_error"] and results[v["id"]].status is sv.Status.PASS)
     for name in ("InvalidSpi", "InvalidKeyState", "AntiReplayFailure", "InvalidFrameLength",
-                 "InvalidHeader", "InvalidConfiguration"):
+                 "InvalidHeader", "InvalidConfiguration", "InvalidProcedure"):
         assert passed_errors[name] >= 1, name
 
 

@@ -12,25 +12,11 @@ _args = _ap.parse_args()
 src = json.load(open(_args.src))
 by = {v['name']: v for v in src}
 
-# CryptoLib's default key ring (src/key/internal/key_interface_internal.template.c, key_init):
-# facts of the reference implementation, checked below against the captured verification replies.
-RING = [
-    (0, '000102030405060708090a0b0c0d0e0f' * 2, 'ACTIVE'),
-    (1, '101112131415161718191a1b1c1d1e1f' * 2, 'ACTIVE'),
-    (2, '202122232425262728292a2b2c2d2e2f' * 2, 'ACTIVE'),
-    (3, '303132333435363738393a3b3c3d3e3f' * 2, 'ACTIVE'),
-    (4, '404142434445464748494a4b4c4d4e4f' * 2, 'ACTIVE'),
-    (9, '909192939495969798999a9b9c9d9e9f' * 2, 'ACTIVE'),
-    (128, '0123456789abcdef' * 4, 'ACTIVE'),
-    (129, 'abcdef0123456789' * 4, 'ACTIVE'),
-    (130, 'fedcba9876543210' * 4, 'ACTIVE'),
-    (131, '9876543210fedcba' * 4, 'ACTIVE'),
-    (132, '0123456789abcdefabcdef0123456789' * 2, 'PREACTIVE'),
-    (133, 'abcdef01234567890123456789abcdef' * 2, 'ACTIVE'),
-    (134, 'abcdef0123456789fedcba9876543210' * 2, 'DEACTIVATED'),
-    (135, '00' * 32, 'DEACTIVATED'),
-    (136, 'ff9f9284cf599eac3b119905a7d18851e7e374cf63aea04358586b0f757670f9', 'DEACTIVATED'),
-]
+# CryptoLib's default key ring: facts of the reference implementation, kept in one place
+# (sdls_qkd/procedures/cryptolib_defaults.py), checked below against the captured verification replies.
+from sdls_qkd.procedures.cryptolib_defaults import CRYPTOLIB_KEY_RING, KEY_RING_SOURCE
+
+RING = [(k.key_id, k.material.hex(), k.state.name) for k in CRYPTOLIB_KEY_RING]
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -102,6 +88,7 @@ for v in src:
         assert data.hex() == v['expected_hex'], n
     err = v.get('expected_error')
     is_ep = data[:2] == bytes.fromhex('1980')
+    why: str | None
     if not is_ep:
         result, why = 'ignored', 'data field does not start with 19 80 (the EP APID test): CryptoLib passes it on without executing it'
     elif err:
@@ -133,7 +120,7 @@ doc = {
         'source': 'nasa/CryptoLib unit tests (test/unit/ut_ep_key_mgmt.c, ut_ep_sa_mgmt.c, ut_ep_mc.c) as captured in shared/vectors/cryptolib/vectors.json',
         'commit': '2a237a3fa46822c2c339a0ab0b152c8697aa5093',
         'how': 'Every capture vector named EP_* was copied (frame, recovered data field, ep_reply_hex, expected_error); native error codes mapped to sdls-vectors/1 names as the capture README says; preconditions that the capture does not hold (key states, SA states, log content) are stated per vector with the reason. The CryptoLib default key ring is taken from CryptoLib\'s internal key interface (key_init) and was checked independently: every captured Key Verification reply block decrypts (AES-256-GCM, no AAD) under these keys to the challenge of its command.',
-        'key_ring_source': 'nasa/CryptoLib src/key/internal/key_interface_internal.template.c (key_init)',
+        'key_ring_source': KEY_RING_SOURCE,
     },
     'cryptolib_key_ring': [{'key_id': k, 'key_hex': h, 'state': s} for k, h, s in RING],
     'vectors': out,

@@ -48,5 +48,7 @@ def register(subparsers: Any) -> None:
     check.add_argument("-q", "--quiet", action="store_true", help="do not list passing vectors")
     check.set_defaults(func=_check)
 
-    # `vectors generate` (write sdls-vectors/1 from this library's own engine) is a later task:
-    # it registers here as a third sub-parser and writes through sdls_qkd.vectors.write().
+    # ---- `vectors generate`: defined in sdls_qkd/vectors_generate.py (its own owner)
+    from sdls_qkd.vectors_generate import register_cli as _register_generate
+
+    _register_generate(sub)
