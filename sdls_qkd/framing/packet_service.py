@@ -10,7 +10,10 @@ Two halves, both sans-I/O:
   detects loss from frame-count gaps (:class:`FrameCountTracker`) and resynchronises at the next
   FHP.  Both are generic over the zone: the frame codecs only supply ``(zone, fhp, count)``.
   :class:`FhpCodes` holds the two special FHP values of a frame type (TM/AOS: 0x7FF / 0x7FE).
-  :class:`TmPacketSender` / :class:`TmPacketReceiver` wire them to TM frames.
+  :class:`TmPacketSender` / :class:`TmPacketReceiver` wire them to TM frames.  Receivers give
+  typed :class:`SpacePacket` objects (``push`` / ``receive``) or, on the fast path, the same
+  packets as checked octets (``push_raw`` / ``receive_raw`` -> :class:`RawZoneResult`, with
+  :class:`SpacePacketView` decoding header fields on demand): same checks, anomalies and state.
 * **TC segmentation** (232.0-B segment header): :func:`segment` splits a packet larger than a
   frame into FIRST / CONTINUATION / LAST segments; :class:`TcPacketSender` makes the frames;
   :class:`TcSegmentReassembler` rebuilds packets per MAP ID.
@@ -38,11 +41,14 @@ from sdls_qkd.errors import (
 from sdls_qkd.framing.channel import TcChannel, TmChannel
 from sdls_qkd.framing.ocf import Clcw, FrameSecurityReport
 from sdls_qkd.framing.space_packet import (
+    IDENT_AND_LENGTH,
     MAX_PACKET_LENGTH,
     MIN_PACKET_LENGTH,
+    PRIMARY_HEADER_LENGTH,
     PacketType,
     SequenceFlags,
     SpacePacket,
+    SpacePacketView,
     _packet_from_checked_octets,
     packet_length_at,
     scan_packet_octets,
@@ -60,6 +66,12 @@ from sdls_qkd.framing.tc import (
     TcFrameType,
 )
 from sdls_qkd.framing.tm import TmCodec
+
+_ident_and_length = IDENT_AND_LENGTH.unpack_from
+_new = object.__new__
+#: indexed by a packet's first 16 bits: 1 for an ordinary header (version 0, APID not idle), 0
+#: for one the checked scanner must look at
+_ORDINARY_IDENT: Final = (b"\x01" * 0x7FF + b"\x00") * 4 + bytes(0xE000)
 
 #: returns the total length of the packet whose header starts at ``offset``, or None when the
 #: header is not complete yet; raises InvalidHeader for a header it cannot accept
@@ -228,6 +240,31 @@ class PacketZoneWriter:
 
 
 # --------------------------------------------------------------------------- receiver
+@dataclass(slots=True)
+class RawZoneResult:
+    """What one zone delivered, packets as their octets: the fast receive path.
+
+    Every item of ``packets`` is one whole packet whose header the reader checked (version,
+    idle APID without secondary header flag, length limit); :meth:`views` wraps them in
+    :class:`SpacePacketView` (fields decoded on access), :meth:`to_zone_result` decodes them
+    into :class:`SpacePacket` objects, exactly what :meth:`PacketZoneReader.push` returns.
+    """
+
+    packets: list[bytes] = field(default_factory=list)
+    anomalies: list[Anomaly] = field(default_factory=list)
+    idle_packets: int = 0
+
+    def views(self) -> list[SpacePacketView]:
+        """The packets as lightweight views (headers decoded only when read)."""
+        trusted = SpacePacketView._trusted
+        return [trusted(raw) for raw in self.packets]
+
+    def to_zone_result(self) -> ZoneResult:
+        """The typed result (the octets were checked: no check is repeated)."""
+        return ZoneResult([_packet_from_checked_octets(raw) for raw in self.packets],
+                          self.anomalies, self.idle_packets)
+
+
 class PacketZoneReader:
     """Reassembles packets from consecutive zones of one virtual channel.
 
@@ -235,6 +272,12 @@ class PacketZoneReader:
     gap drops the partial packet and resynchronises at the next zone's FHP, as does a packet
     header that cannot be parsed (wrong version) or a packet that does not end where the next FHP
     says.  Idle packets are counted, not returned.
+
+    :meth:`push` returns typed :class:`SpacePacket` objects; :meth:`push_raw` does the same work
+    (same checks, same anomalies, same state) and returns the packets as octets, which is what a
+    router or recorder needs and about twice as fast.  With the standard Space Packet length
+    rule (the default ``packet_length``) both run one octet-level scanner; a custom
+    ``packet_length`` takes the generic path.
     """
 
     def __init__(self, zone_length: int, *, fhp: FhpCodes = FHP_11BIT,
@@ -247,8 +290,9 @@ class PacketZoneReader:
         self.max_packet_length = max_packet_length
         self._packet_length = packet_length
         self.keep_idle = keep_idle
-        self._partial = bytearray()   # octets of a packet begun in an earlier zone
+        self._partial: bytes | bytearray = b""  # octets of a packet begun in an earlier zone
         self._in_sync = False         # True once a packet start has been located
+        self._octet_path = packet_length is packet_length_at
 
     @property
     def in_sync(self) -> bool:
@@ -256,12 +300,227 @@ class PacketZoneReader:
 
     def reset(self) -> None:
         """Forget the partial packet and wait for the next FHP."""
-        self._partial.clear()
+        self._partial = b""
         self._in_sync = False
 
     def push(self, zone: bytes | bytearray | memoryview, first_header_pointer: int,
              frame_count: int | None = None) -> ZoneResult:
         """Take one zone; return the packets it completes and what went wrong."""
+        if self._octet_path:
+            raw = self.push_raw(zone, first_header_pointer, frame_count)
+            return ZoneResult([_packet_from_checked_octets(p) for p in raw.packets],
+                              raw.anomalies, raw.idle_packets)
+        return self._push_generic(zone, first_header_pointer, frame_count)
+
+    def push_raw(self, zone: bytes | bytearray | memoryview, first_header_pointer: int,
+                 frame_count: int | None = None) -> RawZoneResult:
+        """As :meth:`push`, with the packets returned as checked octets (the hot path)."""
+        if not self._octet_path:
+            typed = self._push_generic(zone, first_header_pointer, frame_count)
+            return RawZoneResult([p.pack() for p in typed.packets], typed.anomalies,
+                                 typed.idle_packets)
+        fhp = first_header_pointer
+        n = self.zone_length
+        if len(zone) != n:
+            raise InvalidFrameLength(f"packet zone must be {n} octets, got {len(zone)}")
+        codes = self.fhp
+        if not 0 <= fhp < n and fhp != codes.no_packet_start and fhp != codes.idle_only:
+            raise InvalidHeader(
+                f"first header pointer {fhp} is beyond the {n}-octet packet zone",
+                field="first_header_pointer")
+        result = _new(RawZoneResult)  # RawZoneResult([], [], 0) without the __init__ call
+        result.packets = []
+        result.anomalies = []
+        result.idle_packets = 0
+        if frame_count is not None:
+            counts = self.counts
+            if counts is not None:  # FrameCountTracker.gap + advance, inlined
+                modulus = counts.modulus
+                last = counts.last
+                counts.last = frame_count % modulus
+                if last is not None:
+                    lost = (frame_count - last - 1) % modulus
+                    if lost:
+                        self._frames_lost(result, lost, frame_count)
+        if type(zone) is not bytes:
+            zone = bytes(zone)
+        if fhp == codes.idle_only:
+            if self._partial:
+                self._drop_partial(result, "idle-only zone while a packet was open")
+            self._in_sync = True  # the next zone starts a fresh packet stream
+            return result
+        if fhp == codes.no_packet_start:
+            if self._in_sync and self._partial:
+                self._continue_partial(zone, result)
+            else:
+                # nothing open: the zone continues a packet we do not have
+                result.anomalies.append(Anomaly(AnomalyKind.OCTETS_SKIPPED,
+                                                f"{n} octets with no packet start skipped", 1))
+                self._in_sync = False
+            return result
+        # a packet header starts at fhp
+        unpack = _ident_and_length
+        ordinary = _ORDINARY_IDENT
+        max_length = self.max_packet_length
+        packets = result.packets
+        partial = self._partial
+        if partial and self._in_sync:
+            # the octets before the FHP must complete the open packet exactly
+            whole = partial + zone[:fhp]
+            size = len(whole)
+            if size >= PRIMARY_HEADER_LENGTH:
+                ident, data_length = unpack(whole, 0)
+                if (ordinary[ident] and data_length + PRIMARY_HEADER_LENGTH + 1 == size
+                        and size <= max_length):
+                    packets.append(whole if type(whole) is bytes else bytes(whole))
+                else:  # idle, bad header or mismatch: the checked path decides
+                    self._finish_partial_octets(result, whole)
+            else:
+                self._finish_partial_octets(result, whole)
+        elif fhp:
+            if self._in_sync:
+                result.anomalies.append(Anomaly(AnomalyKind.FHP_MISMATCH,
+                                                f"{fhp} octets before the FHP belong to no "
+                                                f"packet", 1))
+            else:
+                result.anomalies.append(Anomaly(AnomalyKind.OCTETS_SKIPPED,
+                                                f"{fhp} octets before FHP {fhp} skipped "
+                                                f"while resynchronising", 1))
+        self._in_sync = True
+        if max_length < n:  # packets may end in the zone and still be too long: checked scan
+            self._scan_checked(zone, fhp, result)
+            return result
+        # Scan the whole packets from the FHP on.  The loop takes ordinary packets (version 0,
+        # not idle) that end in the zone; at any other header it stops, and a header needing a
+        # decision (bad version, idle APID, length over the limit) hands the rest of the zone
+        # to the checked scanner, which gives the same packets, errors and offsets.
+        offset = fhp
+        last_header = n - PRIMARY_HEADER_LENGTH
+        append = packets.append
+        while offset <= last_header:
+            ident, data_length = unpack(zone, offset)
+            end = offset + data_length + 7  # header 6 + data field (data_length + 1)
+            if end > n or not ordinary[ident]:
+                if not ordinary[ident] or end - offset > max_length:
+                    self._scan_checked(zone, offset, result)
+                    return result
+                break
+            append(zone[offset:end])
+            offset = end
+        self._partial = zone[offset:]
+        return result
+
+    # ---------------------------------------------------------------- shared internals
+    def _frames_lost(self, result: ZoneResult | RawZoneResult, lost: int,
+                     frame_count: int) -> None:
+        result.anomalies.append(Anomaly(AnomalyKind.FRAMES_LOST,
+                                        f"{lost} frame(s) missing before count "
+                                        f"{frame_count}", lost))
+        self._drop_partial(result, "frame-count gap")
+        self._in_sync = False
+
+    def _drop_partial(self, result: ZoneResult | RawZoneResult, why: str) -> None:
+        if self._partial:
+            result.anomalies.append(Anomaly(AnomalyKind.PACKET_LOST,
+                                            f"partial packet of {len(self._partial)} octets "
+                                            f"dropped: {why}", 1))
+            self._partial = b""
+
+    def _lose_sync(self, result: ZoneResult | RawZoneResult, exc: SdlsQkdError) -> None:
+        result.anomalies.append(Anomaly(AnomalyKind.BAD_PACKET_HEADER, str(exc), 1))
+        self._partial = b""
+        self._in_sync = False
+
+    def _grow_partial(self, zone: bytes) -> bytearray:
+        """Append a whole zone to the open packet (a bytearray: linear growth)."""
+        partial = self._partial
+        if not isinstance(partial, bytearray):
+            partial = bytearray(partial)
+        partial += zone
+        self._partial = partial
+        return partial
+
+    def _length(self, data: bytes | bytearray, offset: int) -> int | None:
+        length = self._packet_length(data, offset)
+        if length is not None and length > self.max_packet_length:
+            raise InvalidFrameLength(
+                f"packet of {length} octets is over the maximum {self.max_packet_length}",
+                field="data_length", offset=offset + 4)
+        return length
+
+    # ---------------------------------------------------------------- octet path internals
+    def _finish_octets(self, result: RawZoneResult, raw: bytes) -> None:
+        """Deliver one complete packet assembled across zones (checked as SpacePacket.unpack)."""
+        try:
+            packet = SpacePacket.unpack(raw)
+        except SdlsQkdError as exc:
+            self._lose_sync(result, exc)
+            return
+        if packet.is_idle and not self.keep_idle:
+            result.idle_packets += 1
+        else:
+            result.packets.append(raw)
+
+    def _finish_partial_octets(self, result: RawZoneResult, whole: bytes | bytearray) -> None:
+        """The open packet and the octets before the FHP disagree, or its header is bad."""
+        try:
+            length = self._length(whole, 0)
+        except SdlsQkdError as exc:
+            self._lose_sync(result, exc)
+            return
+        if length == len(whole):
+            self._finish_octets(result, bytes(whole))
+        else:
+            result.anomalies.append(Anomaly(
+                AnomalyKind.FHP_MISMATCH,
+                f"open packet has {len(whole)} octets at the FHP, its header says "
+                f"{length}", 1))
+            result.anomalies.append(Anomaly(AnomalyKind.PACKET_LOST,
+                                            "packet inconsistent with the FHP dropped", 1))
+
+    def _continue_partial(self, zone: bytes, result: RawZoneResult) -> None:
+        """A zone with no packet start extends the open packet, which must not end in it."""
+        partial = self._grow_partial(zone)
+        try:
+            length = self._length(partial, 0)
+        except SdlsQkdError as exc:
+            self._lose_sync(result, exc)
+            return
+        if length is not None and len(partial) >= length:
+            # the packet ended inside a zone that claims no packet start: either the next
+            # packet started here (FHP wrong) or the length field is corrupt
+            rest = len(partial) - length
+            self._partial = b""
+            self._finish_octets(result, bytes(partial[:length]))
+            if rest:
+                result.anomalies.append(Anomaly(
+                    AnomalyKind.FHP_MISMATCH,
+                    f"packet ended {rest} octets before the end of a zone with FHP "
+                    f"'no packet start'", 1))
+                self._in_sync = False
+
+    def _scan_checked(self, zone: bytes, offset: int, result: RawZoneResult) -> None:
+        """The rest of the zone through :func:`scan_packet_octets` (idle packets, errors)."""
+        raws, stop, error = scan_packet_octets(zone, offset,
+                                               max_packet_length=self.max_packet_length)
+        packets = result.packets
+        for raw in raws:
+            if raw[0] & 0x07 == 0x07 and raw[1] == 0xFF:  # APID 0x7FF
+                if self.keep_idle:
+                    packets.append(raw)
+                else:
+                    result.idle_packets += 1
+            else:
+                packets.append(raw)
+        if error is not None:
+            self._lose_sync(result, error)
+        else:
+            self._partial = zone[stop:]
+
+    # ---------------------------------------------------------------- generic path
+    def _push_generic(self, zone: bytes | bytearray | memoryview, first_header_pointer: int,
+                      frame_count: int | None) -> ZoneResult:
+        """:meth:`push` for a custom ``packet_length`` rule: packet by packet, typed."""
         fhp = first_header_pointer
         if len(zone) != self.zone_length:
             raise InvalidFrameLength(
@@ -276,32 +535,26 @@ class PacketZoneReader:
             lost = self.counts.gap(frame_count)
             self.counts.advance(frame_count)
             if lost:
-                result.anomalies.append(Anomaly(AnomalyKind.FRAMES_LOST,
-                                                f"{lost} frame(s) missing before count "
-                                                f"{frame_count}", lost))
-                self._drop_partial(result, "frame-count gap")
-                self._in_sync = False
+                self._frames_lost(result, lost, frame_count)
         zone = bytes(zone)
         if fhp == self.fhp.idle_only:
             if self._partial:
                 self._drop_partial(result, "idle-only zone while a packet was open")
-            self._in_sync = True  # the next zone starts a fresh packet stream
+            self._in_sync = True
             return result
         if fhp == self.fhp.no_packet_start:
             if self._in_sync and self._partial:
-                self._partial += zone
+                self._grow_partial(zone)
                 self._check_partial_length(result)
             else:
-                # nothing open: the zone continues a packet we do not have
                 result.anomalies.append(Anomaly(AnomalyKind.OCTETS_SKIPPED,
                                                 f"{len(zone)} octets with no packet start "
                                                 f"skipped", 1))
                 self._in_sync = False
             return result
-        # a packet header starts at fhp
         head = zone[:fhp]
         if self._in_sync and self._partial:
-            self._partial += head
+            self._partial = self._partial + head
             self._finish_partial_at_fhp(result)
         elif head and self._in_sync:
             result.anomalies.append(Anomaly(AnomalyKind.FHP_MISMATCH,
@@ -311,40 +564,23 @@ class PacketZoneReader:
             result.anomalies.append(Anomaly(AnomalyKind.OCTETS_SKIPPED,
                                             f"{len(head)} octets before FHP {fhp} skipped "
                                             f"while resynchronising", 1))
-        self._partial.clear()
+        self._partial = b""
         self._in_sync = True
         self._parse_from(zone, fhp, result)
         return result
 
-    # ---------------------------------------------------------------- internals
-    def _drop_partial(self, result: ZoneResult, why: str) -> None:
-        if self._partial:
-            result.anomalies.append(Anomaly(AnomalyKind.PACKET_LOST,
-                                            f"partial packet of {len(self._partial)} octets "
-                                            f"dropped: {why}", 1))
-            self._partial.clear()
-
-    def _length(self, data: bytes | bytearray, offset: int) -> int | None:
-        length = self._packet_length(data, offset)
-        if length is not None and length > self.max_packet_length:
-            raise InvalidFrameLength(
-                f"packet of {length} octets is over the maximum {self.max_packet_length}",
-                field="data_length", offset=offset + 4)
-        return length
-
     def _check_partial_length(self, result: ZoneResult) -> None:
         """A spanning packet grew: it must not yet be complete (no FHP in this zone)."""
+        partial = self._partial
         try:
-            length = self._length(self._partial, 0)
+            length = self._length(partial, 0)
         except SdlsQkdError as exc:
             self._lose_sync(result, exc)
             return
-        if length is not None and len(self._partial) >= length:
-            # the packet ended inside a zone that claims no packet start: either the next
-            # packet started here (FHP wrong) or the length field is corrupt
-            self._finish(result, self._partial[:length])
-            rest = len(self._partial) - length
-            self._partial.clear()
+        if length is not None and len(partial) >= length:
+            rest = len(partial) - length
+            self._partial = b""
+            self._finish(result, partial[:length])
             if rest:
                 result.anomalies.append(Anomaly(
                     AnomalyKind.FHP_MISMATCH,
@@ -369,25 +605,9 @@ class PacketZoneReader:
                 f"{length}", 1))
             result.anomalies.append(Anomaly(AnomalyKind.PACKET_LOST,
                                             "packet inconsistent with the FHP dropped", 1))
-        partial.clear()
+        self._partial = b""
 
     def _parse_from(self, zone: bytes, offset: int, result: ZoneResult) -> None:
-        if self._packet_length is packet_length_at:  # Space Packets: the fast scanner
-            raws, stop, error = scan_packet_octets(zone, offset,
-                                                   max_packet_length=self.max_packet_length)
-            for raw in raws:
-                if raw[0] & 0x07 == 0x07 and raw[1] == 0xFF:  # APID 0x7FF
-                    if self.keep_idle:
-                        result.packets.append(_packet_from_checked_octets(raw))
-                    else:
-                        result.idle_packets += 1
-                else:
-                    result.packets.append(_packet_from_checked_octets(raw))
-            if error is not None:
-                self._lose_sync(result, error)
-            else:
-                self._partial += zone[stop:]
-            return
         n = len(zone)
         while offset < n:
             try:
@@ -396,7 +616,7 @@ class PacketZoneReader:
                 self._lose_sync(result, exc)
                 return
             if length is None or offset + length > n:  # continues in the next zone
-                self._partial += zone[offset:]
+                self._partial = zone[offset:]
                 return
             self._finish(result, zone[offset:offset + length])
             offset += length
@@ -411,11 +631,6 @@ class PacketZoneReader:
             result.idle_packets += 1
         else:
             result.packets.append(packet)
-
-    def _lose_sync(self, result: ZoneResult, exc: SdlsQkdError) -> None:
-        result.anomalies.append(Anomaly(AnomalyKind.BAD_PACKET_HEADER, str(exc), 1))
-        self._partial.clear()
-        self._in_sync = False
 
 
 # --------------------------------------------------------------------------- TM wiring
@@ -467,7 +682,11 @@ class TmPacketSender:
 
 
 class TmPacketReceiver:
-    """TM frames in (raw octets), packets out, with loss detection and resynchronisation."""
+    """TM frames in (raw octets), packets out, with loss detection and resynchronisation.
+
+    :meth:`receive` gives typed :class:`SpacePacket` objects, :meth:`receive_raw` the same
+    packets as checked octets (the fast path: see :class:`RawZoneResult`).
+    """
 
     def __init__(self, channel: TmChannel, *, max_packet_length: int = MAX_PACKET_LENGTH) -> None:
         self.channel = channel
@@ -480,11 +699,21 @@ class TmPacketReceiver:
 
         Frames with the sync flag set carry no packets (VCA_SDU): :class:`InvalidHeader`.
         """
-        view = self.codec.parse(frame)
-        if view.sync_flag:
+        parts = self.codec.parse(frame)
+        status = parts[3]  # the data field status word, as TmFrameView keeps it
+        if status & 0x4000:
             raise InvalidHeader("TM frame has the sync flag set: no packet zone",
                                 field="sync_flag", offset=4)
-        return self.reader.push(view.data, view.first_header_pointer, view.vc_frame_count)
+        return self.reader.push(parts[5], status & 0x7FF, parts[2])
+
+    def receive_raw(self, frame: bytes | bytearray | memoryview) -> RawZoneResult:
+        """As :meth:`receive`, with the packets as checked octets."""
+        parts = self.codec.parse(frame)
+        status = parts[3]
+        if status & 0x4000:
+            raise InvalidHeader("TM frame has the sync flag set: no packet zone",
+                                field="sync_flag", offset=4)
+        return self.reader.push_raw(parts[5], status & 0x7FF, parts[2])
 
 
 # --------------------------------------------------------------------------- TC segmentation

@@ -21,7 +21,7 @@ import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Final
+from typing import Any, Final
 
 from sdls_qkd.errors import InvalidConfiguration, InvalidFrameLength, InvalidHeader
 
@@ -40,6 +40,8 @@ MAX_PACKET_LENGTH: Final = PRIMARY_HEADER_LENGTH + MAX_DATA_FIELD_LENGTH
 SEQUENCE_COUNT_MODULUS: Final = 1 << 14
 
 _HEADER = struct.Struct(">HHH")
+#: the packet identification word and the data length field in one call (hot path of scanners)
+IDENT_AND_LENGTH: Final = struct.Struct(">H2xH")
 
 
 class PacketType(IntEnum):
@@ -143,7 +145,7 @@ class SpacePacketHeader:
 
 
 # Hot path: frozen dataclasses built from values in range by construction, skipping
-# __post_init__; the slots' own descriptors set the fields (faster than object.__setattr__).
+# __post_init__ and the frozen __setattr__.
 _new = object.__new__
 
 
@@ -153,26 +155,36 @@ def _slot_setter(cls: type, name: str) -> Callable[[object, object], None]:
     return setter
 
 
-_set_type = _slot_setter(SpacePacketHeader, "packet_type")
-_set_apid = _slot_setter(SpacePacketHeader, "apid")
-_set_count = _slot_setter(SpacePacketHeader, "sequence_count")
-_set_length = _slot_setter(SpacePacketHeader, "data_length")
-_set_shf = _slot_setter(SpacePacketHeader, "sec_hdr_flag")
-_set_flags = _slot_setter(SpacePacketHeader, "sequence_flags")
-_set_version = _slot_setter(SpacePacketHeader, "version")
+def _layout_twin(cls: type) -> type[Any]:
+    """A plain class with exactly the slots of the slotted frozen dataclass ``cls``.
+
+    Hot paths fill a twin with ordinary attribute stores (which CPython specialises: several
+    times faster than calling slot descriptors or ``object.__setattr__``), then turn it into a
+    ``cls`` by ``__class__`` assignment, which CPython allows between classes of identical
+    layout.  The probe below raises ``TypeError`` at import if the layouts ever differ.
+    """
+    twin: type[Any] = type(f"_{cls.__name__}Twin", (), {"__slots__": cls.__dict__["__slots__"]})
+    probe = _new(twin)
+    probe.__class__ = cls
+    return twin
+
+
+_HeaderTwin = _layout_twin(SpacePacketHeader)
 
 
 def _trusted_header(ident: int, control: int, length: int) -> SpacePacketHeader:
     """A header from the three 16-bit words, version and idle rule already checked."""
-    header = _new(SpacePacketHeader)
-    _set_type(header, _PACKET_TYPES[(ident >> 12) & 1])
-    _set_apid(header, ident & 0x7FF)
-    _set_count(header, control & 0x3FFF)
-    _set_length(header, length)
-    _set_shf(header, (ident & 0x0800) != 0)
-    _set_flags(header, _SEQUENCE_FLAGS[control >> 14])
-    _set_version(header, PACKET_VERSION)
-    return header
+    header = _new(_HeaderTwin)
+    header.packet_type = _PACKET_TYPES[(ident >> 12) & 1]
+    header.apid = ident & 0x7FF
+    header.sequence_count = control & 0x3FFF
+    header.data_length = length
+    header.sec_hdr_flag = (ident & 0x0800) != 0
+    header.sequence_flags = _SEQUENCE_FLAGS[control >> 14]
+    header.version = PACKET_VERSION
+    header.__class__ = SpacePacketHeader
+    result: SpacePacketHeader = header
+    return result
 
 
 def packet_length_at(data: bytes | bytearray | memoryview, offset: int = 0) -> int | None:
@@ -332,16 +344,128 @@ def split_packet_octets(
     return out, data[offset:]
 
 
-def _packet_from_checked_octets(raw: bytes) -> SpacePacket:
-    """A SpacePacket from octets :func:`split_packet_octets` already checked (no re-checks)."""
-    packet = _new(SpacePacket)
-    _set_packet_header(packet, _trusted_header(*_HEADER.unpack_from(raw, 0)))
-    _set_packet_data(packet, raw[PRIMARY_HEADER_LENGTH:])
-    return packet
-
-
 _set_packet_header = _slot_setter(SpacePacket, "header")
 _set_packet_data = _slot_setter(SpacePacket, "data")
+_PacketTwin = _layout_twin(SpacePacket)
+_unpack_header = _HEADER.unpack_from
+
+
+def _packet_from_checked_octets(raw: bytes) -> SpacePacket:
+    """A SpacePacket from octets :func:`split_packet_octets` already checked (no re-checks).
+
+    Inlines :func:`_trusted_header`: this runs once per packet on every typed receive path.
+    """
+    ident, control, length = _unpack_header(raw, 0)
+    header = _new(_HeaderTwin)
+    header.packet_type = _PACKET_TYPES[(ident >> 12) & 1]
+    header.apid = ident & 0x7FF
+    header.sequence_count = control & 0x3FFF
+    header.data_length = length
+    header.sec_hdr_flag = (ident & 0x0800) != 0
+    header.sequence_flags = _SEQUENCE_FLAGS[control >> 14]
+    header.version = PACKET_VERSION
+    header.__class__ = SpacePacketHeader
+    packet = _new(_PacketTwin)
+    packet.header = header
+    packet.data = raw[PRIMARY_HEADER_LENGTH:]
+    packet.__class__ = SpacePacket
+    result: SpacePacket = packet
+    return result
+
+
+class SpacePacketView:
+    """A whole Space Packet kept as its octets, header fields decoded only when read.
+
+    The lightweight twin of :class:`SpacePacket` for receivers that route or store packets
+    without looking inside most of them: making one costs a single object, every field is a
+    few integer operations on access, :attr:`header` and :meth:`to_packet` give the typed
+    objects.  The constructor checks the octets as :meth:`SpacePacket.unpack` does.
+    """
+
+    __slots__ = ("_octets",)
+
+    def __init__(self, octets: bytes | bytearray | memoryview) -> None:
+        raw = bytes(octets)
+        SpacePacket.unpack(raw)  # same checks, same errors
+        self._octets = raw
+
+    @classmethod
+    def _trusted(cls, raw: bytes) -> SpacePacketView:
+        """A view of octets a scanner already checked."""
+        view = _new(cls)
+        view._octets = raw
+        return view
+
+    @property
+    def octets(self) -> bytes:
+        """The packet octets (header and data field)."""
+        return self._octets
+
+    @property
+    def packet_type(self) -> PacketType:
+        return _PACKET_TYPES[(self._octets[0] >> 4) & 1]
+
+    @property
+    def sec_hdr_flag(self) -> bool:
+        return bool(self._octets[0] & 0x08)
+
+    @property
+    def apid(self) -> int:
+        raw = self._octets
+        return ((raw[0] << 8) | raw[1]) & 0x7FF
+
+    @property
+    def sequence_flags(self) -> SequenceFlags:
+        return _SEQUENCE_FLAGS[self._octets[2] >> 6]
+
+    @property
+    def sequence_count(self) -> int:
+        raw = self._octets
+        return ((raw[2] << 8) | raw[3]) & 0x3FFF
+
+    @property
+    def data_length(self) -> int:
+        """The data length field (octets of the data field minus one)."""
+        raw = self._octets
+        return (raw[4] << 8) | raw[5]
+
+    @property
+    def is_idle(self) -> bool:
+        raw = self._octets
+        return raw[0] & 0x07 == 0x07 and raw[1] == 0xFF
+
+    @property
+    def header(self) -> SpacePacketHeader:
+        """The typed primary header."""
+        return _trusted_header(*_unpack_header(self._octets, 0))
+
+    @property
+    def data(self) -> bytes:
+        """The packet data field (secondary header + user data)."""
+        return self._octets[PRIMARY_HEADER_LENGTH:]
+
+    def to_packet(self) -> SpacePacket:
+        """The typed :class:`SpacePacket`."""
+        return _packet_from_checked_octets(self._octets)
+
+    def pack(self) -> bytes:
+        return self._octets
+
+    def __len__(self) -> int:
+        return len(self._octets)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SpacePacketView):
+            return self._octets == other.octets
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._octets)
+
+    def __repr__(self) -> str:
+        return (f"SpacePacketView(apid={self.apid:#05x}, sequence_count={self.sequence_count}, "
+                f"length={len(self._octets)})")
+
 
 
 def split_packets(

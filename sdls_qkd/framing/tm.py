@@ -36,6 +36,7 @@ from sdls_qkd.errors import FecfError, InvalidConfiguration, InvalidFrameLength,
 from sdls_qkd.framing.channel import TmChannel
 from sdls_qkd.framing.crc import crc16
 from sdls_qkd.framing.ocf import OCF_LENGTH, Clcw, FrameSecurityReport, OcfWord, ocf_unpack
+from sdls_qkd.framing.space_packet import _layout_twin
 
 PRIMARY_HEADER_LENGTH: Final = 6
 FECF_LENGTH: Final = 2
@@ -407,24 +408,51 @@ class TmFrame:
     def unpack(cls, data: bytes | bytearray | memoryview, channel: TmChannel, *,
                check_vcid: bool = True) -> TmFrame:
         """Decode one frame of ``channel`` (see the module docstring for the checks)."""
-        v = _codec_for(channel, check_vcid).parse(data)
-        # every value below is in range by construction: skip the __post_init__ checks
-        header = _trusted(TmPrimaryHeader, (
-            ("scid", v.scid), ("vcid", v.vcid), ("mc_frame_count", v.mc_frame_count),
-            ("vc_frame_count", v.vc_frame_count), ("ocf_flag", v.ocf is not None),
-            ("secondary_header_flag", v.secondary_header is not None),
-            ("sync_flag", v.sync_flag), ("packet_order_flag", v.packet_order_flag),
-            ("segment_length_id", v.segment_length_id),
-            ("first_header_pointer", v.first_header_pointer), ("tfvn", TFVN)))
+        entry = _CODECS_BY_ID[1 if check_vcid else 0].get(id(channel))
+        codec = (entry[1] if entry is not None and entry[0] is channel
+                 else _codec_for(channel, check_vcid))
+        ident, mc, vc, status, sh_raw, data_field, ocf, fecf = codec.parse(data)
+        # every value below is in range by construction (the codec checked the frame): build
+        # the frozen dataclasses without their __post_init__ checks
+        header = _new(_PrimaryHeaderTwin)
+        header.scid = (ident >> 4) & 0x3FF
+        header.vcid = (ident >> 1) & 7
+        header.mc_frame_count = mc
+        header.vc_frame_count = vc
+        header.ocf_flag = ocf != b""
+        header.secondary_header_flag = sh_raw != b""
+        header.sync_flag = (status & 0x4000) != 0
+        header.packet_order_flag = (status & 0x2000) != 0
+        header.segment_length_id = (status >> 11) & 3
+        header.first_header_pointer = status & 0x7FF
+        header.tfvn = TFVN
+        header.__class__ = TmPrimaryHeader
         sh = None
-        if v.secondary_header is not None:
-            sh = _trusted(TmSecondaryHeader, (("data", v.secondary_header[1:]),
-                                              ("version", v.secondary_header[0] >> 6)))
-        return _trusted(cls, (("header", header), ("data", v.data), ("secondary_header", sh),
-                              ("ocf", v.ocf), ("fecf", v.fecf)))
+        if sh_raw:
+            sh = _new(_SecondaryHeaderTwin)
+            sh.data = sh_raw[1:]
+            sh.version = sh_raw[0] >> 6
+            sh.__class__ = TmSecondaryHeader
+        if cls is TmFrame:
+            frame = _new(_FrameTwin)
+            frame.header = header
+            frame.data = data_field
+            frame.secondary_header = sh
+            frame.ocf = ocf or None
+            frame.fecf = fecf if codec._has_fecf else None
+            frame.__class__ = TmFrame
+            result: TmFrame = frame
+            return result
+        return _trusted(cls, (("header", header), ("data", data_field), ("secondary_header", sh),
+                              ("ocf", ocf or None),
+                              ("fecf", fecf if codec._has_fecf else None)))
 
 
 _T = TypeVar("_T")
+_new = object.__new__
+_PrimaryHeaderTwin = _layout_twin(TmPrimaryHeader)
+_SecondaryHeaderTwin = _layout_twin(TmSecondaryHeader)
+_FrameTwin = _layout_twin(TmFrame)
 
 
 def _trusted(cls: type[_T], values: tuple[tuple[str, object], ...]) -> _T:
@@ -436,9 +464,28 @@ def _trusted(cls: type[_T], values: tuple[tuple[str, object], ...]) -> _T:
 
 
 @functools.lru_cache(maxsize=64)
-def _codec_for(channel: TmChannel, check_vcid: bool) -> TmCodec:
-    """One codec per channel (channels are frozen, hence hashable)."""
+def _codec_by_value(channel: TmChannel, check_vcid: bool) -> TmCodec:
+    """One codec per channel value (channels are frozen, hence hashable)."""
     return TmCodec(channel, check_vcid=check_vcid)
+
+
+#: id(channel) -> (channel, codec), one table per ``check_vcid``: the channel object a caller
+#: passes again and again is found without hashing its fields; the entry holds the channel, so
+#: its id cannot be reused by another object while the entry lives
+_CODECS_BY_ID: Final[tuple[dict[int, tuple[TmChannel, TmCodec]], ...]] = ({}, {})
+
+
+def _codec_for(channel: TmChannel, check_vcid: bool) -> TmCodec:
+    """The codec of ``channel`` (cached by identity, then by value)."""
+    table = _CODECS_BY_ID[1 if check_vcid else 0]
+    entry = table.get(id(channel))
+    if entry is not None and entry[0] is channel:
+        return entry[1]
+    codec = _codec_by_value(channel, bool(check_vcid))
+    if len(table) >= 64:
+        table.pop(next(iter(table)), None)
+    table[id(channel)] = (channel, codec)
+    return codec
 
 
 class TmFrameView(tuple[Any, ...]):
