@@ -12,12 +12,22 @@ InvalidKeyState), MAC (MacVerificationFailure), anti-replay window (AntiReplayFa
 (PaddingError).  The sender writes the security header, encrypts, authenticates, rewrites the
 length field (TC, variable USLP) and computes the FECF last.
 
+Frames SDLS does not secure: TC control command frames (COP-1, control command flag set) and USLP
+frames with the Protocol Control Command flag set (TFDF carrying protocol control information,
+e.g. COP directives; 732.1-B primary header bit 49).  ProcessSecurity passes them in clear after
+the FECF check (``spi`` None, ``data`` the TC frame data field / the USLP TFDF); ApplySecurity
+refuses them with InvalidHeader (they go out on their own, unsecured path).  The USLP rule is the
+TC one carried over: 355.0-B-2 secures user data, and a control frame must reach COP even when
+the SA state or counters would reject it.  Truncated USLP headers have no such flag.
+
 Hot path: per (channel, SA, options) a :class:`_Plan` holds every offset, the ABM as an int and the
 cipher objects; per channel a :class:`_ChannelCtx` holds the frame-type checks.  For the common
-configuration (default options, AEAD with a 16-octet MAC, whole IV sent and used as the counter)
-both directions also have a fast path: one closure per channel and per (channel, SA) with every
-constant bound.  A fast path never raises and never rejects: on anything unusual it returns None
-and the reference path below runs and decides (tests hold the two to the same results).
+configuration (default options, AEAD with a 16-octet MAC, whole IV sent and used as the counter,
+one binding, one key) the plan also holds one closure per direction with every constant bound
+(``_Plan.fast`` / ``_Plan.fast_apply``); the public functions reach it through the SA's last plan
+(SPI -> SA -> plan: no per-call re-planning).  A fast path never raises and never rejects: on
+anything unusual it returns None and the reference path below runs and decides (tests hold the
+two to the same results and errors: tests/test_engine_fastpath.py).
 """
 
 from __future__ import annotations
@@ -61,7 +71,14 @@ from sdls_qkd.security.replay import (
     reconstruct_static,
     sender_next_static,
 )
-from sdls_qkd.security.sa import Binding, IvMode, KeyState, SaState, SecurityAssociation
+from sdls_qkd.security.sa import (
+    Binding,
+    IvMode,
+    KeyState,
+    SaState,
+    SdlsKey,
+    SecurityAssociation,
+)
 from sdls_qkd.security.suites import Suite
 
 __all__ = [
@@ -196,7 +213,7 @@ class _ChannelCtx:
     """Per-channel constants and the frame-type header checks."""
 
     __slots__ = ("channel", "frame_type", "hdr_len", "trailer_len", "fecf_len", "fixed_length",
-                 "max_length", "min_length", "secured_min", "check", "ocf_len", "has_fhec", "fast")
+                 "max_length", "min_length", "secured_min", "check", "ocf_len", "has_fhec")
 
     def __init__(self, channel: Channel) -> None:
         if not isinstance(channel, TcChannel | TmChannel | AosChannel | UslpChannel):
@@ -233,12 +250,11 @@ class _ChannelCtx:
         else:
             self.min_length = 6
         self.secured_min = self.hdr_len + self.trailer_len + 2
-        self.fast = _make_channel_fast(self)
 
 
 _CTX: dict[int, _ChannelCtx] = {}
 #: one-entry cache in front of _CTX (the common case: one channel, many frames)
-_LAST_CTX: list[Any] = [SimpleNamespace(channel=None)]
+_LAST_CTX: list[Any] = [SimpleNamespace(channel=object())]
 
 
 def _ctx(channel: Channel) -> _ChannelCtx:
@@ -328,7 +344,10 @@ def _check_uslp(frame: bytes, n: int, ctx: _ChannelCtx, apply: bool) -> tuple[in
                                 field="vc_frame_count_length", offset=6)
     key_any = (((((b0 & 0xF) << 12) | (frame[1] << 4) | (frame[2] >> 4)) << 6)
                | ((frame[2] & 7) << 3) | (b3 >> 5))
-    return key_any, (key_any << 4) | ((b3 >> 1) & 0xF), False
+    # Protocol Control Command flag: the TFDF carries protocol control information (COP
+    # directives), which SDLS passes in clear like TC control command frames (see module doc)
+    control = not channel.truncated and bool(frame[6] & 0x40)
+    return key_any, (key_any << 4) | ((b3 >> 1) & 0xF), control
 
 
 def _binding_keys(binding: Binding) -> tuple[int, int]:
@@ -353,7 +372,8 @@ class _Plan:
                  "tiv", "sn_off", "tsn", "pl_off", "pl_len", "data_off", "mac_len", "aad_mask",
                  "abm", "ff_until", "allow_partial_mask", "mac_only", "iv_len", "sn_len",
                  "send_iv", "counter_iv", "guard_iv", "guard_sn", "keys_any", "keys_map", "block",
-                 "fixed_data_end", "iv_mode", "full_tag", "opts", "fast", "fast_apply")
+                 "fixed_data_end", "iv_mode", "full_tag", "opts", "fast", "fast_apply",
+                 "rx_channel", "tx_channel")
 
     def __init__(self, ctx: _ChannelCtx, sa: SecurityAssociation, opts: EngineOptions) -> None:
         suite: Suite = sa.validate()
@@ -437,10 +457,14 @@ class _Plan:
                 keys_map.add(k_map)
         self.keys_any = frozenset(keys_any)
         self.keys_map = frozenset(keys_map)
-        self.fast: Callable[[bytes, SecurityAssociation, int], ProcessResult | None] | None = \
+        #: the fast paths (None: not covered); ``rx_channel`` / ``tx_channel`` are the channel
+        #: when the closure exists, else None (one identity test on the hot path)
+        self.fast: Callable[[bytes], ProcessResult | None] | None = \
             _make_plan_fast(ctx, self, sa, opts)
-        self.fast_apply: Callable[[bytes, SecurityAssociation], bytes | None] | None = \
+        self.fast_apply: Callable[[bytes], bytes | None] | None = \
             _make_apply_fast(ctx, self, sa, opts)
+        self.rx_channel: Channel | None = ctx.channel if self.fast is not None else None
+        self.tx_channel: Channel | None = ctx.channel if self.fast_apply is not None else None
 
     def masked(self, frame: bytes | bytearray, end: int) -> bytes:
         """The authentication payload: frame[0:end] AND the ABM (past the mask: 00)."""
@@ -511,9 +535,13 @@ def process_security(frame: bytes, channel: Channel, sas: Mapping[int, SecurityA
         ctx = _LAST_CTX[0]
         if ctx.channel is not channel:
             ctx = _ctx(channel)
-        fast = ctx.fast
-        if fast is not None:
-            result = fast(frame, sas)
+        so = ctx.hdr_len
+        try:  # SPI -> SA -> its last plan (a miss of any kind: the reference path decides)
+            plan = sas[(frame[so] << 8) | frame[so + 1]]._last_plan
+        except (IndexError, KeyError, AttributeError):
+            plan = None
+        if plan is not None and plan.rx_channel is channel:
+            result = plan.fast(frame)
             if result is not None:
                 return result
     opts = options or _DEFAULT_OPTIONS
@@ -536,9 +564,10 @@ def process_security(frame: bytes, channel: Channel, sas: Mapping[int, SecurityA
         if fecf_len and opts.check_fecf and not _fecf_ok(frame, fecf_len):
             raise FecfError(f"{ctx.frame_type} FECF does not match", field="fecf",
                             offset=n - fecf_len)
-        if control:
-            return _tuple_new(ProcessResult, (None, frame[5:n - fecf_len], b"", b"", _identity,
-                                              frame))
+        if control:  # TC: data after the 5-octet primary header; USLP: the TFDF
+            start, end = (5, n - fecf_len) if ctx.frame_type == "TC" else \
+                (ctx.hdr_len, n - ctx.trailer_len)
+            return _tuple_new(ProcessResult, (None, frame[start:end], b"", b"", _identity, frame))
         if n < ctx.secured_min:
             raise InvalidFrameLength(f"{ctx.frame_type} frame of {n} octets cannot hold a "
                                      f"security header (needs {ctx.secured_min})",
@@ -723,207 +752,184 @@ def _unprotected(frame: bytes, ctx: _ChannelCtx, plan: _Plan, data: bytes, data_
 
 # --------------------------------------------------------------------------- fast paths
 # The fast paths never raise and never decide a rejection: on anything unusual they return None
-# and process_security runs the reference path above, which raises the precise error.  They
-# cover the common configuration (strict default options, AEAD with a full 16-octet tag, the
-# whole IV transmitted and used as the anti-replay counter, no SN, no pad length).
-
-def _make_channel_fast(ctx: _ChannelCtx) -> Callable[[bytes, dict[int, Any]], Any] | None:
-    """Frame prelude of one channel: length, version, FECF, SPI -> SA -> plan.fast."""
-    channel = ctx.channel
-    so = ctx.hdr_len
-    fecf_len = ctx.fecf_len
-    crc: Callable[[bytes], int] | None = None
-    if fecf_len == 2:
-        crc = crc16
-    elif fecf_len == 4:
-        crc = crc32_uslp
-    fixed = ctx.fixed_length
-    if ctx.frame_type in ("TM", "AOS"):
-        version = 0 if ctx.frame_type == "TM" else 1
-
-        def fixed_prelude(frame: bytes, sas: dict[int, Any]) -> Any:
-            if len(frame) != fixed or frame[0] >> 6 != version:
-                return None
-            if crc is not None and crc(frame):
-                return None
-            sa = sas.get((frame[so] << 8) | frame[so + 1])
-            if sa is None:
-                return None
-            plan = sa._last_plan
-            if plan is None or plan.fast is None or plan.channel is not channel:
-                return None
-            return plan.fast(frame, sa, fixed)
-
-        return fixed_prelude
-    if ctx.frame_type == "TC":
-        lo = ctx.secured_min
-        hi = ctx.max_length
-
-        def tc_prelude(frame: bytes, sas: dict[int, Any]) -> Any:
-            n = len(frame)
-            if n < lo or n > hi or frame[0] & 0xD0 or \
-                    (((frame[2] & 3) << 8) | frame[3]) + 1 != n:
-                return None  # short/long, version, control frame, length field: reference path
-            if crc is not None and crc(frame):
-                return None
-            sa = sas.get((frame[so] << 8) | frame[so + 1])
-            if sa is None:
-                return None
-            plan = sa._last_plan
-            if plan is None or plan.fast is None or plan.channel is not channel:
-                return None
-            return plan.fast(frame, sa, n)
-
-        return tc_prelude
-    if ctx.frame_type == "USLP" and not getattr(channel, "truncated", True):
-        lo = ctx.secured_min
-        hi = ctx.max_length
-        vcf = getattr(channel, "vc_frame_count_length", 0)
-
-        def uslp_prelude(frame: bytes, sas: dict[int, Any]) -> Any:
-            n = len(frame)
-            if n < lo or n > hi or (fixed is not None and n != fixed) or frame[0] >> 4 != 12 \
-                    or frame[3] & 1 or ((frame[4] << 8) | frame[5]) + 1 != n \
-                    or frame[6] & 7 != vcf:
-                return None
-            if crc is not None and crc(frame):
-                return None
-            sa = sas.get((frame[so] << 8) | frame[so + 1])
-            if sa is None:
-                return None
-            plan = sa._last_plan
-            if plan is None or plan.fast is None or plan.channel is not channel:
-                return None
-            return plan.fast(frame, sa, n)
-
-        return uslp_prelude
-    return None
-
+# and the reference path above runs and raises the precise error.  They cover the common
+# configuration (strict default options, AEAD with a full 16-octet tag, the whole IV transmitted
+# and used as the anti-replay counter, no SN, no pad length, one binding, one key) and are built
+# once per plan (one SA on one channel), with every constant bound in a closure:
+#
+# * the header is read as ONE integer (``int.from_bytes`` of the octets up to the data field) and
+#   checked against ONE mask/value pair covering version, GVCID (+ MAP ID), the flags that route a
+#   frame elsewhere (TC control command, USLP protocol control command, truncation, VC frame count
+#   length) and the SPI; the IV counter is the low bits of that integer;
+# * the AAD is a constant when the ABM covers only bits that pair pins, else one mask of that int;
+# * apply builds primary header + security header as one ``int.to_bytes`` and checksums the pieces
+#   without joining them first (CRC-16 with a start value), so the frame is copied once.
+#
+# A plan's closures capture the SA's key and counter objects: anything that replaces them drops
+# the SA's plans (SecurityAssociation._drop_plans); SA state, key state and the window are read
+# on every call.
 
 def _gvcid_word(ctx: _ChannelCtx, binding: Binding) -> tuple[int, int, int]:
-    """(octets, mask, value): the binding as bits of the first octets of a frame."""
+    """(octets, mask, value): the binding, version and routing flags as bits of the first
+    octets of a frame (TC: 6 octets incl. segment header; USLP: 7, incl. flag octet 6)."""
     ft = ctx.frame_type
     if ft == "TM":
         return 2, 0xFFFE, (binding.tfvn << 14) | (binding.scid << 4) | (binding.vcid << 1)
     if ft == "AOS":
         return 2, 0xFFFF, (binding.tfvn << 14) | (binding.scid << 6) | binding.vcid
     if ft == "TC":
+        # version (00) and control command flag (0) in octet 0, SCID, VCID
         value = (binding.scid << 32) | (binding.vcid << 26)
-        mask = 0xC3_FF_FC_00_00_00
-        if binding.map_id is not None and ctx.hdr_len == 6:
+        mask = 0xD3_FF_FC_00_00_00
+        if ctx.hdr_len == 5:  # no segment header
+            return 5, mask >> 8, value >> 8
+        if binding.map_id is not None:
             mask |= 0x3F
             value |= binding.map_id
         return 6, mask, value
-    mask = 0xFF_FF_F7_E0
+    # USLP (non-truncated): version, SCID, VCID, [MAP], end-of-header flag 0 (octets 0..3);
+    # octet 6: protocol control command flag 0, VC frame count length of the channel
+    vcf = getattr(ctx.channel, "vc_frame_count_length", 0)
+    mask = 0xFF_FF_F7_E1
     value = (binding.tfvn << 28) | (binding.scid << 12) | (binding.vcid << 5)
     if binding.map_id is not None:
         mask |= 0x1E
         value |= binding.map_id << 1
-    return 4, mask, value
+    return 7, (mask << 24) | 0x47, (value << 24) | vcf
 
 
-def _constant_aad(plan: _Plan, width: int, gmask: int, gval: int) -> bytes | None:
-    """The AAD when the mask only covers header bits the fast path has already pinned (GVCID
-    bits checked against the binding, the SPI): then it is the same for every frame."""
-    n = plan.data_off
-    spi_shift = 8 * (n - plan.sec_off - 2)
-    allowed = (gmask << 8 * (n - width)) | (0xFFFF << spi_shift)
-    if plan.aad_mask & ~allowed:
+def _fast_eligible(ctx: _ChannelCtx, plan: _Plan, sa: SecurityAssociation,
+                   opts: EngineOptions) -> tuple[Binding, SdlsKey] | None:
+    """The one binding and the one key of a plan the fast paths cover, or None."""
+    if opts != _DEFAULT_OPTIONS or plan.suite.aead is None or not plan.full_tag:
         return None
-    ref = (gval << 8 * (n - width)) | (int.from_bytes(plan.spi_bytes, "big") << spi_shift)
-    return (ref & plan.aad_mask).to_bytes(n, "big")
+    if not plan.iv_len or plan.tiv != plan.iv_len or plan.sn_len or plan.tsn or plan.pl_len \
+            or not plan.counter_iv or not plan.guard_iv or plan.block:
+        return None
+    if ctx.frame_type == "USLP" and getattr(ctx.channel, "truncated", True):
+        return None
+    bindings = [b for b in sa.bindings if b.frame_type == ctx.frame_type]
+    keys = sa.held_keys()
+    if len(bindings) != 1 or len(keys) != 1:
+        return None
+    if ctx.frame_type == "TC" and ctx.hdr_len != 6 and bindings[0].map_id is not None:
+        return None  # a MAP binding without segment header matches nothing: reference decides
+    return bindings[0], keys[0]
+
+
+def _header_pattern(ctx: _ChannelCtx, plan: _Plan, binding: Binding,
+                    upto: int) -> tuple[int, int]:
+    """(mask, value) over the first ``upto`` octets (sec_off or data_off) of a frame."""
+    width, gmask, gval = _gvcid_word(ctx, binding)
+    shift = 8 * (upto - width)
+    mask, value = gmask << shift, gval << shift
+    if upto > plan.sec_off:  # the SPI
+        spi_shift = 8 * (upto - plan.sec_off - 2)
+        mask |= 0xFFFF << spi_shift
+        value |= int.from_bytes(plan.spi_bytes, "big") << spi_shift
+    return mask, value
+
+
+def _length_field(ctx: _ChannelCtx, upto: int) -> tuple[int, int]:
+    """(shift, mask) of the frame length field in the first ``upto`` octets read as an int
+    (mask 0: the frame type has none)."""
+    if ctx.frame_type == "TC":
+        return 8 * (upto - 4), 0x3FF
+    if ctx.frame_type == "USLP":
+        return 8 * (upto - 6), 0xFFFF
+    return 0, 0
 
 
 def _make_plan_fast(ctx: _ChannelCtx, plan: _Plan, sa: SecurityAssociation,
-                    opts: EngineOptions) -> Callable[[bytes, Any, int], Any] | None:
+                    opts: EngineOptions) -> Callable[[bytes], ProcessResult | None] | None:
     """The whole ProcessSecurity of the common configuration as one closure, or None."""
-    if opts != _DEFAULT_OPTIONS or plan.aead_open is None or not plan.full_tag:
+    eligible = _fast_eligible(ctx, plan, sa, opts)
+    if eligible is None:
         return None
-    if not plan.iv_len or plan.tiv != plan.iv_len or plan.sn_len or plan.pl_len \
-            or not plan.guard_iv or plan.block:
-        return None
-    bindings = [b for b in sa.bindings if b.frame_type == ctx.frame_type]
-    if len(bindings) != 1:
-        return None
-    width, gmask, gval = _gvcid_word(ctx, bindings[0])
-    keys = sa.held_keys()
-    if len(keys) != 1:
-        return None
-    key = keys[0]
+    binding, key = eligible
     # the AEAD's own C-level decrypt (full 16-octet tag): no Python frame in between
-    aead_decrypt = plan.suite.aead.native.decrypt  # type: ignore[union-attr]
+    decrypt = plan.suite.aead.native.decrypt  # type: ignore[union-attr]
     iv_off = plan.iv_off
-    iv_end = iv_off + plan.tiv
-    data_off = plan.data_off
+    data_off = plan.data_off  # == iv_off + iv_len: no SN, no pad length
+    hmask, hval = _header_pattern(ctx, plan, binding, data_off)
+    ivmask = (1 << (8 * plan.iv_len)) - 1
     aad_mask = plan.aad_mask
-    tail = ctx.trailer_len
+    const_aad = None if aad_mask & ~hmask else (hval & aad_mask).to_bytes(data_off, "big")
+    tail = ctx.trailer_len + 16  # MAC, OCF, FECF
+    fecf_len = ctx.fecf_len
+    crc: Callable[[bytes], int] | None = crc16 if fecf_len == 2 else \
+        (crc32_uslp if fecf_len == 4 else None)
     counter = sa.iv_counter
+    direct = type(counter) is MemoryCounter  # written directly; anything else via commit()
     spi = sa.spi
     from_bytes = int.from_bytes
-    channel_ctx = ctx
-    # the in-memory counter is written directly (value < 2**(8*iv_len) by construction);
-    # any other CounterSource goes through commit()
-    direct = type(counter) is MemoryCounter
     operational, active = _OPERATIONAL, _ACTIVE
     new, result_type, builder = _tuple_new, ProcessResult, _unprotected
-    const_aad = _constant_aad(plan, width, gmask, gval)
+    fixed = ctx.fixed_length
+    lshift, lmask = _length_field(ctx, data_off)
+    lo = data_off + tail
+    hi = ctx.max_length if fixed is None else fixed
+    if fixed is not None and fixed < lo:  # pragma: no cover - _Plan refuses such an SA
+        return None
 
-    def fast(frame: bytes, sa: SecurityAssociation, n: int) -> ProcessResult | None:
-        if sa.state is not operational or key.state is not active:
-            return None
-        if width == 2:
-            if ((frame[0] << 8) | frame[1]) & gmask != gval:
+    if fixed is not None and not lmask and const_aad is not None and direct \
+            and crc is not None:
+        data_end = fixed - ctx.trailer_len
+        mac_start = data_end - 16
+
+        def fast_fixed(frame: bytes) -> ProcessResult | None:
+            """TM / AOS, FECF, constant AAD, in-memory counter: the commonest case."""
+            if len(frame) != fixed or crc(frame) or sa.state is not operational \
+                    or key.state is not active:
                 return None
-        elif from_bytes(frame[:width], "big") & gmask != gval:
+            w = from_bytes(frame[:data_off], "big")
+            if w & hmask != hval:
+                return None
+            value = w & ivmask
+            stored = counter.value
+            if not stored < value <= stored + sa.window:
+                return None
+            iv = frame[iv_off:data_off]
+            try:
+                data = decrypt(iv, frame[data_off:data_end], const_aad)
+            except InvalidTag:
+                return None
+            counter.value = value  # type: ignore[misc]
+            return new(result_type, (spi, data, b"", iv, builder, frame, ctx, plan, data,
+                                     mac_start, 0))
+
+        return fast_fixed
+
+    trailer = ctx.trailer_len
+
+    def fast(frame: bytes) -> ProcessResult | None:
+        n = len(frame)
+        if n < lo or n > hi or (fixed is not None and n != fixed) \
+                or (crc is not None and crc(frame)) or sa.state is not operational \
+                or key.state is not active:
             return None
-        data_end = n - tail
-        if data_end - 16 < data_off:
+        w = from_bytes(frame[:data_off], "big")
+        if w & hmask != hval or (lmask and ((w >> lshift) & lmask) + 1 != n):
             return None
-        iv = frame[iv_off:iv_end]
-        value = from_bytes(iv, "big")
+        value = w & ivmask
         stored = counter.value
         if not stored < value <= stored + sa.window:
             return None
+        iv = frame[iv_off:data_off]
+        data_end = n - trailer
         try:
-            data = aead_decrypt(iv, frame[data_off:data_end], const_aad if const_aad is not None
-                                else (from_bytes(frame[:data_off], "big") & aad_mask)
-                                .to_bytes(data_off, "big"))
+            data = decrypt(iv, frame[data_off:data_end], const_aad if const_aad is not None
+                           else (w & aad_mask).to_bytes(data_off, "big"))
         except InvalidTag:
             return None
         if direct:
             counter.value = value  # type: ignore[misc]
         else:
             counter.commit(value)
-        return new(result_type, (spi, data, b"", iv, builder, frame, channel_ctx, plan, data,
+        return new(result_type, (spi, data, b"", iv, builder, frame, ctx, plan, data,
                                  data_end - 16, 0))
 
-    fixed = ctx.fixed_length
-    if fixed is None or width != 2 or const_aad is None or not direct \
-            or fixed - tail - 16 < data_off:
-        return fast
-    data_end = fixed - tail
-    mac_start = data_end - 16
-
-    def fast_fixed(frame: bytes, sa: SecurityAssociation, n: int) -> ProcessResult | None:
-        """``fast`` for the commonest case: fixed-length frame (TM/AOS), GVCID in the first two
-        octets, constant AAD, in-memory counter."""
-        if sa.state is not operational or key.state is not active \
-                or ((frame[0] << 8) | frame[1]) & gmask != gval:
-            return None
-        iv = frame[iv_off:iv_end]
-        value = from_bytes(iv, "big")
-        stored = counter.value
-        if not stored < value <= stored + sa.window:
-            return None
-        try:
-            data = aead_decrypt(iv, frame[data_off:data_end], const_aad)
-        except InvalidTag:
-            return None
-        counter.value = value  # type: ignore[misc]
-        return new(result_type, (spi, data, b"", iv, builder, frame, channel_ctx, plan, data,
-                                 mac_start, 0))
-
-    return fast_fixed
+    return fast
 
 
 try:  # CRC-16 with a start value, to checksum a frame built from pieces without joining first
@@ -938,82 +944,109 @@ except (ImportError, TypeError):  # pragma: no cover - fastcrc missing or withou
 
 
 def _make_apply_fast(ctx: _ChannelCtx, plan: _Plan, sa: SecurityAssociation,
-                     opts: EngineOptions) -> Callable[[bytes, Any], bytes | None] | None:
+                     opts: EngineOptions) -> Callable[[bytes], bytes | None] | None:
     """The whole ApplySecurity of the common configuration as one closure, or None.
 
     Like the process fast path it never raises: anything unusual returns None and the
     reference path decides.
     """
-    if opts != _DEFAULT_OPTIONS or plan.aead_seal is None or not plan.full_tag:
+    eligible = _fast_eligible(ctx, plan, sa, opts)
+    if eligible is None:
         return None
-    if not plan.iv_len or plan.tiv != plan.iv_len or plan.sn_len or plan.pl_len \
-            or not plan.counter_iv or plan.block:
-        return None
-    if ctx.frame_type == "USLP" and getattr(ctx.channel, "truncated", False):
-        return None
-    bindings = [b for b in sa.bindings if b.frame_type == ctx.frame_type]
-    keys = sa.held_keys()
-    if len(bindings) != 1 or len(keys) != 1:
-        return None
-    width, gmask, gval = _gvcid_word(ctx, bindings[0])
-    key = keys[0]
+    binding, key = eligible
     encrypt = plan.suite.aead.native.encrypt  # type: ignore[union-attr]
     sec_off = plan.sec_off
+    iv_off = plan.iv_off
     data_off = plan.data_off
     iv_len = plan.iv_len
+    hmask, hval = _header_pattern(ctx, plan, binding, sec_off)
+    # the security header (SPI, IV) appended to the header int: (header << shift) | word | iv
+    shift = 8 * (data_off - sec_off)
+    spi_word = int.from_bytes(plan.spi_bytes, "big") << (8 * iv_len)
+    full_mask, full_val = _header_pattern(ctx, plan, binding, data_off)
     aad_mask = plan.aad_mask
+    # constant AAD only when the mask covers pinned bits and never the length field
+    lshift, lmask = _length_field(ctx, sec_off)
+    length_bits = (lmask << lshift) << shift
+    const_aad = None if aad_mask & (~full_mask | length_bits) else \
+        (full_val & aad_mask).to_bytes(data_off, "big")
     counter = sa.iv_counter
-    spi_bytes = plan.spi_bytes
+    direct = type(counter) is MemoryCounter
+    top = (1 << (8 * iv_len)) - 1
     fecf_len = ctx.fecf_len
     trailer = ctx.trailer_len
+    chain = _CRC16_CHAIN if fecf_len == 2 else None
     crc: Callable[[bytes], int] | None = crc16 if fecf_len == 2 else \
         (crc32_uslp if fecf_len == 4 else None)
     fixed = ctx.fixed_length
-    kind = ctx.frame_type
-    version = {"TC": 0, "TM": 0, "AOS": 1, "USLP": 12}[kind]
-    vshift = 4 if kind == "USLP" else 6
-    overhead = data_off - sec_off + 16
-    hi = ctx.max_length
-    vcf = getattr(ctx.channel, "vc_frame_count_length", 0)
     from_bytes = int.from_bytes
-    if fixed is not None and fixed - trailer - 16 < data_off:
-        return None
-    direct = type(counter) is MemoryCounter
-    top = (1 << (8 * iv_len)) - 1
-    chain = _CRC16_CHAIN if fecf_len == 2 else None
     join = b"".join
-    const_aad = _constant_aad(plan, width, gmask, gval)
+    operational, active = _OPERATIONAL, _ACTIVE
+    exhausted = SdlsQkdError
 
-    def fast_apply(frame: bytes, sa: SecurityAssociation) -> bytes | None:
-        n = len(frame)
-        if sa.state is not _OPERATIONAL or key.state is not _ACTIVE or n < sec_off + trailer \
-                or frame[0] >> vshift != version or from_bytes(frame[:width], "big") & gmask != gval:
+    if fixed is not None:
+        data_end = fixed - trailer - 16
+        if data_end < data_off:  # pragma: no cover - _Plan refuses such an SA
             return None
-        if fixed is not None:
-            if n != fixed:
+        mac_end = data_end + 16
+        tail_end = fixed - fecf_len
+        has_tail = mac_end < tail_end
+
+        def fast_apply_fixed(frame: bytes) -> bytes | None:
+            if len(frame) != fixed or sa.state is not operational or key.state is not active:
                 return None
-            if kind == "USLP" and (frame[3] & 1 or ((frame[4] << 8) | frame[5]) + 1 != n
-                                   or frame[6] & 7 != vcf):
+            w = from_bytes(frame[:sec_off], "big")
+            if w & hmask != hval or (lmask and ((w >> lshift) & lmask) + 1 != fixed):
                 return None
-            head = frame[:sec_off]
-            data_end = n - trailer - 16
+            head = w
             plaintext = frame[data_off:data_end]
-            tail = frame[data_end + 16:n - fecf_len]
-        else:
-            total = n + overhead
-            if total > hi:
-                return None
-            if kind == "TC":
-                if frame[0] & 0x10 or (((frame[2] & 3) << 8) | frame[3]) + 1 != n:
-                    return None
-                head = frame[:2] + bytes(((frame[2] & 0xFC) | ((total - 1) >> 8),
-                                          (total - 1) & 0xFF)) + frame[4:sec_off]
+            tail = frame[mac_end:tail_end] if has_tail else b""
+            if direct:
+                value = counter.value
+                if value >= top:
+                    return None  # exhausted: the reference path raises CounterExhausted
             else:
-                if frame[3] & 1 or ((frame[4] << 8) | frame[5]) + 1 != n or frame[6] & 7 != vcf:
+                try:
+                    value = counter.next()
+                except exhausted:
                     return None
-                head = frame[:4] + (total - 1).to_bytes(2, "big") + frame[6:sec_off]
-            plaintext = frame[sec_off:n - trailer]
-            tail = frame[n - trailer:n - fecf_len]
+            prefix_int = (head << shift) | spi_word | value
+            prefix = prefix_int.to_bytes(data_off, "big")
+            sealed = encrypt(prefix[iv_off:], plaintext, const_aad if const_aad is not None
+                             else (prefix_int & aad_mask).to_bytes(data_off, "big"))
+            if chain is not None:  # CRC-16 over the pieces: the frame is copied once, by join
+                if tail:
+                    body = join((prefix, sealed, tail, chain(tail, chain(sealed, chain(prefix)))
+                                 .to_bytes(2, "big")))
+                else:
+                    body = join((prefix, sealed, chain(sealed, chain(prefix)).to_bytes(2, "big")))
+            else:
+                body = join((prefix, sealed, tail))
+                if crc is not None:
+                    body += crc(body).to_bytes(fecf_len, "big")
+            if direct:
+                counter.value = value + 1  # type: ignore[misc]
+            else:
+                counter.commit(value + 1)
+            return body
+
+        return fast_apply_fixed
+
+    overhead = data_off - sec_off + 16
+    hi = ctx.max_length - overhead
+    lo = sec_off + trailer
+    keep = ~(lmask << lshift)
+
+    def fast_apply(frame: bytes) -> bytes | None:
+        n = len(frame)
+        if n < lo or n > hi or sa.state is not operational or key.state is not active:
+            return None
+        w = from_bytes(frame[:sec_off], "big")
+        if w & hmask != hval or ((w >> lshift) & lmask) + 1 != n:
+            return None
+        head = (w & keep) | ((n + overhead - 1) << lshift)
+        plaintext = frame[sec_off:n - trailer]
+        tail = frame[n - trailer:n - fecf_len]
         if direct:
             value = counter.value
             if value >= top:
@@ -1021,17 +1054,20 @@ def _make_apply_fast(ctx: _ChannelCtx, plan: _Plan, sa: SecurityAssociation,
         else:
             try:
                 value = counter.next()
-            except SdlsQkdError:
+            except exhausted:
                 return None
-        iv = value.to_bytes(iv_len, "big")
-        head = head + spi_bytes + iv
-        sealed = encrypt(iv, plaintext, const_aad if const_aad is not None
-                         else (from_bytes(head, "big") & aad_mask).to_bytes(data_off, "big"))
+        prefix_int = (head << shift) | spi_word | value
+        prefix = prefix_int.to_bytes(data_off, "big")
+        sealed = encrypt(prefix[iv_off:], plaintext, const_aad if const_aad is not None
+                         else (prefix_int & aad_mask).to_bytes(data_off, "big"))
         if chain is not None:  # CRC-16 over the pieces: the frame is copied once, by join
-            body = join((head, sealed, tail, chain(tail, chain(sealed, chain(head)))
-                         .to_bytes(2, "big")))
+            if tail:
+                body = join((prefix, sealed, tail, chain(tail, chain(sealed, chain(prefix)))
+                             .to_bytes(2, "big")))
+            else:
+                body = join((prefix, sealed, chain(sealed, chain(prefix)).to_bytes(2, "big")))
         else:
-            body = head + sealed + tail
+            body = join((prefix, sealed, tail))
             if crc is not None:
                 body += crc(body).to_bytes(fecf_len, "big")
         if direct:
@@ -1056,9 +1092,12 @@ def apply_security(frame: bytes, channel: Channel, sa: SecurityAssociation,
     raise InvalidHeader and go out in clear on their own path.
     """
     if options is None and type(frame) is bytes:
-        plan = getattr(sa, "_last_plan", None)
-        if plan is not None and plan.channel is channel and plan.fast_apply is not None:
-            out = plan.fast_apply(frame, sa)
+        try:
+            plan = sa._last_plan
+        except AttributeError:  # not an SA: the reference path says so
+            plan = None
+        if plan is not None and plan.tx_channel is channel:
+            out = plan.fast_apply(frame)
             if out is not None:
                 return out
     opts = options or _DEFAULT_OPTIONS
@@ -1080,10 +1119,11 @@ def apply_security(frame: bytes, channel: Channel, sa: SecurityAssociation,
         if control:
             raise InvalidHeader("TC control command frames (COP-1) are not secured by SDLS",
                                 field="control_command_flag", offset=0)
-    elif ctx.frame_type == "USLP" and variable:
-        key_any, key_map, _ = _check_uslp(frame, n, ctx, True)
     else:
-        key_any, key_map, _ = ctx.check(frame, n, ctx, True)
+        key_any, key_map, control = ctx.check(frame, n, ctx, True)
+        if control:
+            raise InvalidHeader("USLP protocol control command frames are not secured by SDLS",
+                                field="protocol_control_command_flag", offset=6)
     spi = sa.spi
     _sa_usable(sa, spi, opts)
     _check_keys(sa, spi)
