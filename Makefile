@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/sdls-qkd inspect vectors/samples
+	$(BIN)/sdls-qkd demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
