@@ -1,7 +1,14 @@
 """``sdls-qkd inspect``: dissect frames given as hex, files (hex text or binary) or stdin.
 
-Exit status 0 when every input parsed and its FECF verified, 1 otherwise; a malformed input gives
-a message naming the field and octet offset, never a traceback.
+With ``--sa FILE`` (an ``sdls-vectors/1`` file or a link configuration ``.toml``) every frame is
+also verified: security header, MAC verdict, anti-replay verdict against the SA's stored
+counters, and the decrypted data field; nothing is written back.  ``--type ep`` dissects an
+SDLS Extended Procedures PDU.  Keys are never printed.
+
+Exit status 0 when every input parsed, its FECF verified and (with ``--sa``) it passed SDLS
+verification, 1 otherwise; a malformed frame gives a message naming the field and octet offset,
+never a traceback.  Input that cannot be read at all (not hex, not a file, an invalid SA file)
+exits 2 with a one-line error.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sdls_qkd.dissect import KINDS, Dissection, DissectOptions, Node, dissect
-from sdls_qkd.errors import InvalidHeader
+from sdls_qkd.errors import InvalidConfiguration, InvalidHeader, SdlsQkdError
 
 
 def register(sub: Any) -> None:
@@ -25,7 +32,8 @@ def register(sub: Any) -> None:
                    help="hex string, file (hex text with optional '#' comment lines, or binary), "
                         "directory of *.hex files, or '-' for stdin (default)")
     p.add_argument("--type", dest="kind", choices=[k.lower() for k in KINDS] + list(KINDS),
-                   help="what the input is (default: auto-detect from version and length bits)")
+                   help="what the input is (default: auto-detect from version and length bits; "
+                        "an EP PDU is never auto-detected)")
     p.add_argument("--no-fecf", action="store_true", help="the channel has no FECF")
     p.add_argument("--fecf-length", type=int, choices=(2, 4), default=2,
                    help="USLP FECF length in octets (default 2)")
@@ -35,6 +43,13 @@ def register(sub: Any) -> None:
                    help="AOS/USLP insert zone length in octets")
     p.add_argument("--ocf", action="store_true", help="AOS channel has an OCF")
     p.add_argument("--json", action="store_true", help="one JSON document per input")
+    p.add_argument("--sa", metavar="FILE",
+                   help="SA/key file (sdls-vectors/1 JSON, or link configuration .toml): verify "
+                        "and decrypt every frame; channel parameters come from the file")
+    p.add_argument("--vector", metavar="ID",
+                   help="with --sa: use only the SA of this vector of the file")
+    p.add_argument("--no-replay-check", action="store_true",
+                   help="with --sa: do not judge the anti-replay window")
     p.set_defaults(func=run)
 
 
@@ -56,13 +71,20 @@ def _load(spec: str) -> list[tuple[str, bytes]]:
             as_hex = None
         return [("<stdin>", as_hex if as_hex is not None else raw)]
     path = Path(spec)
-    if path.is_dir():
+    try:
+        is_dir, is_file = path.is_dir(), path.is_file()
+    except OSError:  # e.g. a long hex string is no valid file name
+        is_dir = is_file = False
+    if is_dir:
         out: list[tuple[str, bytes]] = []
         for child in sorted(path.glob("*.hex")) + sorted(path.glob("*.bin")):
             out.extend(_load(str(child)))
         return out
-    if path.is_file():
-        raw = path.read_bytes()
+    if is_file:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise InvalidHeader(f"{spec}: cannot read: {exc.strerror or exc}") from None
         try:
             as_hex = _hex_text(raw.decode("ascii"))
         except UnicodeDecodeError:
@@ -97,23 +119,44 @@ def format_text(label: str, result: Dissection) -> str:
     _render(result.root, "", True, lines, top=True)
     for key, verdict in result.verdicts.items():
         lines.append(f"{key}: {verdict}")
+    plaintext = (result.security or {}).get("plaintext_hex")
+    if plaintext is not None:
+        lines.append(f"decrypted: {plaintext or '(empty)'}")
     if result.error is not None:
         lines.append(f"error: {result.error}")
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Dissect every input; non-zero exit if any failed or had a bad FECF."""
+    """Dissect (and with ``--sa`` verify) every input; 1 if any failed, 2 if unreadable."""
     opts = DissectOptions(has_fecf=not args.no_fecf, fecf_length=args.fecf_length,
                           has_segment_header=args.segment_header, has_fhec=args.fhec,
                           insert_zone_length=args.insert_zone, has_ocf=args.ocf)
     inputs: list[tuple[str, bytes]] = []
-    for spec in args.inputs or ["-"]:
-        inputs.extend(_load(spec))
+    try:
+        if args.vector is not None and args.sa is None:
+            raise InvalidConfiguration("--vector needs --sa", field="vector")
+        keys = None
+        if args.sa is not None:
+            from sdls_qkd.inspect_security import load_key_file
+
+            keys = load_key_file(args.sa, vector_id=args.vector)
+        for spec in args.inputs or ["-"]:
+            inputs.extend(_load(spec))
+    except SdlsQkdError as exc:
+        print(f"sdls-qkd: error: {exc}", file=sys.stderr)
+        return 2
     status = 0
     for label, data in inputs:
-        result = dissect(data, args.kind, opts)
-        bad = result.error is not None or result.verdicts.get("fecf", "ok") != "ok"
+        if keys is not None:
+            from sdls_qkd.inspect_security import inspect_secured
+
+            result = inspect_secured(data, args.kind, keys,
+                                     replay_check=not args.no_replay_check, fallback=opts)
+        else:
+            result = dissect(data, args.kind, opts)
+        bad = result.error is not None or result.failed or \
+            result.verdicts.get("fecf", "ok").startswith("mismatch")
         if bad:
             status = 1
         if args.json:
@@ -123,4 +166,7 @@ def run(args: argparse.Namespace) -> int:
             print(format_text(label, result))
         if result.error is not None and not args.json:
             print(f"sdls-qkd: {label}: {result.error}", file=sys.stderr)
+        elif result.failed and not args.json:
+            print(f"sdls-qkd: {label}: {result.verdicts.get('security', 'failed')}",
+                  file=sys.stderr)
     return status
