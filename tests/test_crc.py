@@ -42,3 +42,9 @@ def test_bad_fecf_length_is_library_error() -> None:
         assert isinstance(exc, SdlsQkdError)
     else:  # pragma: no cover
         raise AssertionError("expected InvalidConfiguration")
+
+
+def test_crc32_uslp_check_value_from_the_spec_digest() -> None:
+    # uslp-frame.md: poly 0x00A00805, preset 0, no reflection, no final XOR; check 0x51693C0C
+    assert crc.crc32_uslp(b"123456789") == 0x51693C0C
+    assert crc.crc32_uslp_reference(b"123456789") == 0x51693C0C

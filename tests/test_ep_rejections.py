@@ -248,3 +248,17 @@ def test_keys_never_appear_in_repr_or_errors() -> None:
     except errors.SdlsQkdError as exc:
         assert secret.hex() not in str(exc)
     assert all(secret.hex() not in e.reason for e in w.board.monitor.events)
+
+
+def test_corrupted_key_can_only_be_destroyed() -> None:
+    """A corrupted key must be erasable and nothing else (355.1 key states; spec digest 4.x)."""
+    ring = KeyRing()
+    ring.install(201, bytes(range(32)))
+    assert ring.transition(201, KeyEvent.ACTIVATE) is KeyState.ACTIVE
+    assert ring.transition(201, KeyEvent.CORRUPT) is KeyState.CORRUPTED
+    for event in (KeyEvent.ACTIVATE, KeyEvent.DEACTIVATE, KeyEvent.CORRUPT):
+        with pytest.raises(errors.IllegalTransition):
+            ring.transition(201, event)
+        assert ring.state(201) is KeyState.CORRUPTED
+    assert ring.transition(201, KeyEvent.DESTROY) is KeyState.DESTROYED
+    assert ring.get(201).material is None
