@@ -63,20 +63,18 @@ def _check(width: int, block: int, start: int, name: str) -> int:
     return top
 
 
-class ReservedCounter:
-    """Sender counter that reserves values ahead in the store (a :class:`CounterSource`).
+class _DurableCounter:
+    """What both durable counters share: the store, the width, the value and its bound.
 
-    ``value`` is the value the next frame uses; ``next()`` raises
-    :class:`~sdls_qkd.errors.CounterExhausted` at the maximum (no wrap) and, when the value
-    reaches the reserved bound, first raises the bound in the store (by ``first_block``, then
-    doubling up to ``block``).
+    On opening, ``value`` starts at the bound stored by an earlier run (or at ``start``), and
+    the step of the next store write starts at ``first_block`` and doubles up to ``block``.
     """
 
     __slots__ = ("_store", "name", "_width", "_max", "_block", "_value", "_bound", "start",
                  "resumed", "writes", "_step")
 
-    def __init__(self, store: StateStore, name: str, width: int, *, block: int = DEFAULT_BLOCK,
-                 start: int = 1, first_block: int = FIRST_BLOCK) -> None:
+    def __init__(self, store: StateStore, name: str, width: int, *, block: int, start: int,
+                 first_block: int) -> None:
         self._max = _check(width, block, start, name)
         self._store = store
         self.name = name
@@ -84,9 +82,9 @@ class ReservedCounter:
         self._block = block
         self._step = max(1, min(first_block, block))
         stored = store.load_counter(name)
-        #: the first value this counter handed out in its life (for invocation counts)
+        #: the first value of this counter's life (for invocation counts)
         self.start = start
-        #: True when an earlier run reserved values (we resume past them)
+        #: True when an earlier run stored a bound (we resume from it)
         self.resumed = stored is not None
         self._bound = start if stored is None else max(stored, start)
         self._value = self._bound
@@ -100,6 +98,29 @@ class ReservedCounter:
     @property
     def value(self) -> int:
         return self._value
+
+    def _raise_bound(self, bound: int) -> None:
+        """Store ``bound`` durably before any value below it is used or accepted."""
+        self._store.reserve_counter_block(self.name, bound)
+        self._bound = bound
+        self._step = min(self._step * 2, self._block)
+        self.writes += 1
+
+
+class ReservedCounter(_DurableCounter):
+    """Sender counter that reserves values ahead in the store (a :class:`CounterSource`).
+
+    ``value`` is the value the next frame uses; ``next()`` raises
+    :class:`~sdls_qkd.errors.CounterExhausted` at the maximum (no wrap) and, when the value
+    reaches the reserved bound, first raises the bound in the store (by ``first_block``, then
+    doubling up to ``block``).
+    """
+
+    __slots__ = ()
+
+    def __init__(self, store: StateStore, name: str, width: int, *, block: int = DEFAULT_BLOCK,
+                 start: int = 1, first_block: int = FIRST_BLOCK) -> None:
+        super().__init__(store, name, width, block=block, start=start, first_block=first_block)
 
     @property
     def maximum(self) -> int:
@@ -117,11 +138,7 @@ class ReservedCounter:
                 f"{self.name} is at its maximum ({self._width}-octet counter): rekey the SA",
                 field=self.name)
         if value >= self._bound:
-            bound = min(value + self._step, self._max)
-            self._store.reserve_counter_block(self.name, bound)  # durable before use
-            self._bound = bound
-            self._step = min(self._step * 2, self._block)
-            self.writes += 1
+            self._raise_bound(min(value + self._step, self._max))  # durable before use
         return value
 
     def commit(self, value: int) -> None:
@@ -138,7 +155,7 @@ class ReservedCounter:
                 f"reserved_until={self._bound})")
 
 
-class ReplayGuardCounter:
+class ReplayGuardCounter(_DurableCounter):
     """Receiver anti-replay position that survives crashes (a :class:`CounterSource`).
 
     ``value`` is the last accepted counter (the engine accepts ``value < r <= value + window``).
@@ -147,30 +164,11 @@ class ReplayGuardCounter:
     at the stored bound.
     """
 
-    __slots__ = ("_store", "name", "_width", "_max", "_block", "_value", "_bound", "resumed",
-                 "writes", "_step")
+    __slots__ = ()
 
     def __init__(self, store: StateStore, name: str, width: int, *, block: int = DEFAULT_BLOCK,
                  start: int = 0, first_block: int = FIRST_BLOCK) -> None:
-        self._max = _check(width, block, start, name)
-        self._store = store
-        self.name = name
-        self._width = width
-        self._block = block
-        self._step = max(1, min(first_block, block))
-        stored = store.load_counter(name)
-        self.resumed = stored is not None
-        self._bound = start if stored is None else max(stored, start)
-        self._value = self._bound
-        self.writes = 0
-
-    @property
-    def width(self) -> int:
-        return self._width
-
-    @property
-    def value(self) -> int:
-        return self._value
+        super().__init__(store, name, width, block=block, start=start, first_block=first_block)
 
     @property
     def persisted_bound(self) -> int:
@@ -191,11 +189,7 @@ class ReplayGuardCounter:
             raise UsageError(f"{self.name}: the anti-replay position never moves backwards "
                              f"(at {self._value}, asked {value})", field=self.name)
         if value > self._bound:
-            bound = min(value + self._step - 1, self._max)
-            self._store.reserve_counter_block(self.name, bound)  # durable before accepting
-            self._bound = bound
-            self._step = min(self._step * 2, self._block)
-            self.writes += 1
+            self._raise_bound(min(value + self._step - 1, self._max))  # durable before accepting
         self._value = value
 
     def __repr__(self) -> str:

@@ -38,6 +38,7 @@ from sdls_qkd.errors import (
     StateForeign,
     UsageError,
 )
+from sdls_qkd.framing.channel import TmChannel
 from sdls_qkd.framing.packet_service import (
     PacketZoneReader,
     PacketZoneWriter,
@@ -448,6 +449,15 @@ class LinkEnd:
                           tuple(self.events))
 
 
+def _tm_zone_length_of(end: LinkEnd, tm: TmChannel) -> int:
+    """Octets of a TM frame's packet zone once the SDLS header and trailer take their share."""
+    zone = tm.data_field_length - end._sec_len - end._mac_len
+    if zone < 8:
+        raise InvalidConfiguration(f"TM frames of {tm.frame_length} octets leave no room "
+                                   "for packets after the SDLS header and trailer")
+    return zone
+
+
 class GroundEnd(LinkEnd):
     """Ground: TC uplink sender, TM downlink receiver, key-buffer master."""
 
@@ -463,10 +473,7 @@ class GroundEnd(LinkEnd):
             raise InvalidConfiguration(f"TC frames of {tc.max_frame_length} octets leave no room "
                                        "for packets after the SDLS header and trailer")
         tm = config.tm
-        self._zone_len = tm.data_field_length - self._sec_len - self._mac_len
-        if self._zone_len < 8:
-            raise InvalidConfiguration(f"TM frames of {tm.frame_length} octets leave no room "
-                                       "for packets after the SDLS header and trailer")
+        self._zone_len = _tm_zone_length_of(self, tm)
         self._tm_reader = PacketZoneReader(self._zone_len, count_modulus=256)
 
     def _control_out(self) -> list[bytes]:
@@ -531,10 +538,7 @@ class SpaceEnd(LinkEnd):
     def _setup(self) -> None:
         config = self.config
         tm = config.tm
-        self._zone_len = tm.data_field_length - self._sec_len - self._mac_len
-        if self._zone_len < 8:
-            raise InvalidConfiguration(f"TM frames of {tm.frame_length} octets leave no room "
-                                       "for packets after the SDLS header and trailer")
+        self._zone_len = _tm_zone_length_of(self, tm)
         self._writer = PacketZoneWriter(self._zone_len, packet_type=PacketType.TM)
         self._codec = TmCodec(tm)
         self._vc_count = 0

@@ -984,69 +984,8 @@ def _make_apply_fast(ctx: _ChannelCtx, plan: _Plan, sa: SecurityAssociation,
     operational, active = _OPERATIONAL, _ACTIVE
     exhausted = SdlsQkdError
 
-    if fixed is not None:
-        data_end = fixed - trailer - 16
-        if data_end < data_off:  # pragma: no cover - _Plan refuses such an SA
-            return None
-        mac_end = data_end + 16
-        tail_end = fixed - fecf_len
-        has_tail = mac_end < tail_end
-
-        def fast_apply_fixed(frame: bytes) -> bytes | None:
-            if len(frame) != fixed or sa.state is not operational or key.state is not active:
-                return None
-            w = from_bytes(frame[:sec_off], "big")
-            if w & hmask != hval or (lmask and ((w >> lshift) & lmask) + 1 != fixed):
-                return None
-            head = w
-            plaintext = frame[data_off:data_end]
-            tail = frame[mac_end:tail_end] if has_tail else b""
-            if direct:
-                value = counter.value
-                if value >= top:
-                    return None  # exhausted: the reference path raises CounterExhausted
-            else:
-                try:
-                    value = counter.next()
-                except exhausted:
-                    return None
-            prefix_int = (head << shift) | spi_word | value
-            prefix = prefix_int.to_bytes(data_off, "big")
-            sealed = encrypt(prefix[iv_off:], plaintext, const_aad if const_aad is not None
-                             else (prefix_int & aad_mask).to_bytes(data_off, "big"))
-            if chain is not None:  # CRC-16 over the pieces: the frame is copied once, by join
-                if tail:
-                    body = join((prefix, sealed, tail, chain(tail, chain(sealed, chain(prefix)))
-                                 .to_bytes(2, "big")))
-                else:
-                    body = join((prefix, sealed, chain(sealed, chain(prefix)).to_bytes(2, "big")))
-            else:
-                body = join((prefix, sealed, tail))
-                if crc is not None:
-                    body += crc(body).to_bytes(fecf_len, "big")
-            if direct:
-                counter.value = value + 1  # type: ignore[misc]
-            else:
-                counter.commit(value + 1)
-            return body
-
-        return fast_apply_fixed
-
-    overhead = data_off - sec_off + 16
-    hi = ctx.max_length - overhead
-    lo = sec_off + trailer
-    keep = ~(lmask << lshift)
-
-    def fast_apply(frame: bytes) -> bytes | None:
-        n = len(frame)
-        if n < lo or n > hi or sa.state is not operational or key.state is not active:
-            return None
-        w = from_bytes(frame[:sec_off], "big")
-        if w & hmask != hval or ((w >> lshift) & lmask) + 1 != n:
-            return None
-        head = (w & keep) | ((n + overhead - 1) << lshift)
-        plaintext = frame[sec_off:n - trailer]
-        tail = frame[n - trailer:n - fecf_len]
+    def seal(head: int, plaintext: bytes, tail: bytes) -> bytes | None:
+        """Take the next IV, encrypt, append tail and FECF, commit the counter."""
         if direct:
             value = counter.value
             if value >= top:
@@ -1075,6 +1014,42 @@ def _make_apply_fast(ctx: _ChannelCtx, plan: _Plan, sa: SecurityAssociation,
         else:
             counter.commit(value + 1)
         return body
+
+    if fixed is not None:
+        data_end = fixed - trailer - 16
+        if data_end < data_off:  # pragma: no cover - _Plan refuses such an SA
+            return None
+        mac_end = data_end + 16
+        tail_end = fixed - fecf_len
+        has_tail = mac_end < tail_end
+
+        def fast_apply_fixed(frame: bytes) -> bytes | None:
+            if len(frame) != fixed or sa.state is not operational or key.state is not active:
+                return None
+            w = from_bytes(frame[:sec_off], "big")
+            if w & hmask != hval or (lmask and ((w >> lshift) & lmask) + 1 != fixed):
+                return None
+            tail = frame[mac_end:tail_end] if has_tail else b""
+            return seal(w, frame[data_off:data_end], tail)
+
+        return fast_apply_fixed
+
+    overhead = data_off - sec_off + 16
+    hi = ctx.max_length - overhead
+    lo = sec_off + trailer
+    keep = ~(lmask << lshift)
+
+    def fast_apply(frame: bytes) -> bytes | None:
+        n = len(frame)
+        if n < lo or n > hi or sa.state is not operational or key.state is not active:
+            return None
+        w = from_bytes(frame[:sec_off], "big")
+        if w & hmask != hval or ((w >> lshift) & lmask) + 1 != n:
+            return None
+        head = (w & keep) | ((n + overhead - 1) << lshift)
+        plaintext = frame[sec_off:n - trailer]
+        tail = frame[n - trailer:n - fecf_len]
+        return seal(head, plaintext, tail)
 
     return fast_apply
 
