@@ -274,12 +274,20 @@ def _receiver_child(cfg: LinkConfig, stream: list[bytes], todo: list[int], log: 
     space.close()
 
 
-def sender_crash_cycles(cfg: LinkConfig, records: Path, cycles: int, *, seed: int = 1,
+#: a child may finish before its kill time; cycles go on until the kills asked for are done,
+#: up to this many cycles per kill
+MAX_CYCLES_PER_KILL = 4
+
+
+def sender_crash_cycles(cfg: LinkConfig, records: Path, kills: int, *, seed: int = 1,
                         max_delay: float = 0.06, max_frames: int = 300) -> CrashStats:
-    """Fork ``cycles`` children running both ends on SQLite state; SIGKILL each at random."""
+    """Fork children running both ends on SQLite state and SIGKILL each at a random moment,
+    until ``kills`` children have been killed (children that finish first do not count)."""
     rng = random.Random(seed)
     stats = CrashStats()
-    for c in range(cycles):
+    c = 0
+    while stats.killed < kills and c < MAX_CYCLES_PER_KILL * kills:
+        c += 1
         frames = rng.randrange(1, max_frames)
         child_seed = rng.randrange(1 << 30)
 
@@ -299,10 +307,11 @@ def sender_crash_cycles(cfg: LinkConfig, records: Path, cycles: int, *, seed: in
     return stats
 
 
-def receiver_crash_cycles(cfg: LinkConfig, stream: list[bytes], log: Path, cycles: int, *,
+def receiver_crash_cycles(cfg: LinkConfig, stream: list[bytes], log: Path, kills: int, *,
                           seed: int = 2, max_delay: float = 0.03, replay_sample: int = 24,
                           per_cycle: int = 120) -> dict[str, Any]:
-    """Feed a TC frame stream to a forked SpaceEnd on SQLite state, SIGKILL it at random.
+    """Feed a TC frame stream to a forked SpaceEnd on SQLite state, SIGKILL it at random,
+    until ``kills`` children have been killed (or the stream is used up).
 
     Each child first gets replays of frames accepted in earlier runs (the last ones accepted
     and a random sample), then new frames.  It logs (index, accepted) per frame processed.
@@ -314,7 +323,7 @@ def receiver_crash_cycles(cfg: LinkConfig, stream: list[bytes], log: Path, cycle
     next_index = 0
     out: dict[str, Any] = {"cycles": 0, "killed": 0, "replays": 0, "replays_accepted": 0,
                            "double_accepts": 0, "new_rejected": 0, "failed": 0}
-    for _ in range(cycles):
+    while out["killed"] < kills and out["cycles"] < MAX_CYCLES_PER_KILL * kills:
         if next_index >= len(stream):
             break
         replays = accepted[-replay_sample // 2:] + rng.sample(

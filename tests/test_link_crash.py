@@ -57,11 +57,12 @@ def test_sender_sigkill_never_repeats_an_iv(state_dir: Path) -> None:
         "after_frames": 100, "grace_frames": 16, "grace_seconds": 0.05,
         "announce_every_frames": 4},
         ground_state="ground.sqlite", space_state="space.sqlite"))
-    preload_keys(cfg, 400)
+    preload_keys(cfg, 1_200)
     records = tmp_path / "records.bin"
     stats = sender_crash_cycles(cfg, records, CYCLES, seed=7, max_delay=0.08, max_frames=200)
     assert not stats.failed, stats.errors[:3]
-    assert stats.killed >= CYCLES // 2, stats  # most runs end by SIGKILL, not by finishing
+    assert stats.killed >= CYCLES, stats  # 200 real SIGKILLs (children that finished first
+    assert stats.finished + stats.killed == stats.cycles, stats  # do not count)
     recs = read_records(records)
     sent = iter_records(recs, b"S")
     accepted = iter_records(recs, b"A")
@@ -95,15 +96,14 @@ def test_receiver_sigkill_rejects_every_earlier_frame(state_dir: Path) -> None:
     tmp_path = state_dir
     cfg = load(write_config(tmp_path, counter_block=32, rekey={"after_frames": 10 ** 9},
                             space_state="space.sqlite"))
-    stream = tc_stream(cfg, 20_000)
+    stream = tc_stream(cfg, 40_000)
     out = receiver_crash_cycles(cfg, stream, tmp_path / "rx.bin", CYCLES, seed=9,
                                 max_delay=0.03, per_cycle=100)
     assert out["failed"] == 0, out
-    assert out["killed"] >= CYCLES // 2, out
+    assert out["killed"] >= CYCLES, out         # 200 real SIGKILLs
     assert out["replays"] >= 1_000, out         # replays were really tried after restarts
     assert out["replays_accepted"] == 0, out    # and every one was rejected
     assert out["double_accepts"] == 0, out
-    assert out["cycles"] == CYCLES, out
     assert out["accepted"] >= 1_000, out        # while the link kept delivering
 
 

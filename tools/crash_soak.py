@@ -44,7 +44,7 @@ def _sender(base: Path, cycles: int, seed: int, max_delay: float) -> dict[str, o
         "after_frames": 100, "grace_frames": 16, "grace_seconds": 0.05,
         "announce_every_frames": 4},
         ground_state="ground.sqlite", space_state="space.sqlite"))
-    preload_keys(cfg, 40 + cycles * 2)
+    preload_keys(cfg, 40 + cycles * 6)
     records = base / "sender" / "records.bin"
     t0 = time.monotonic()
     stats = sender_crash_cycles(cfg, records, cycles, seed=seed, max_delay=max_delay,
@@ -59,19 +59,20 @@ def _sender(base: Path, cycles: int, seed: int, max_delay: float) -> dict[str, o
             "keys_used": len({fp for fp, _ in sent}), "repeated_key_iv": repeated,
             "accepted_twice": double, "seconds": round(time.monotonic() - t0, 1),
             "accepted_fraction": round(len(accepted) / max(1, len(sent)), 4),
-            "ok": repeated == 0 and double == 0 and stats.failed == 0}
+            "ok": repeated == 0 and double == 0 and stats.failed == 0
+            and stats.killed >= cycles}
 
 
 def _receiver(base: Path, cycles: int, seed: int, max_delay: float) -> dict[str, object]:
     cfg = load(write_config(base / "receiver", counter_block=32,
                             rekey={"after_frames": 10 ** 9}, space_state="space.sqlite"))
     t0 = time.monotonic()
-    stream = tc_stream(cfg, cycles * 140)
+    stream = tc_stream(cfg, cycles * 280)
     out = receiver_crash_cycles(cfg, stream, base / "receiver" / "rx.bin", cycles, seed=seed,
                                 max_delay=max_delay, per_cycle=120)
     out["seconds"] = round(time.monotonic() - t0, 1)
     out["ok"] = (out["replays_accepted"] == 0 and out["double_accepts"] == 0
-                 and out["failed"] == 0)
+                 and out["failed"] == 0 and out["killed"] >= cycles)
     return out
 
 
