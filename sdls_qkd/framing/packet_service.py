@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Final
+from typing import Final, TypeVar
 
 from sdls_qkd.errors import (
     InvalidConfiguration,
@@ -265,6 +265,10 @@ class RawZoneResult:
                           self.anomalies, self.idle_packets)
 
 
+#: the typed or the raw result of one zone
+_Result = TypeVar("_Result", "ZoneResult", "RawZoneResult")
+
+
 class PacketZoneReader:
     """Reassembles packets from consecutive zones of one virtual channel.
 
@@ -480,18 +484,24 @@ class PacketZoneReader:
 
     def _continue_partial(self, zone: bytes, result: RawZoneResult) -> None:
         """A zone with no packet start extends the open packet, which must not end in it."""
-        partial = self._grow_partial(zone)
+        self._end_spanning(result, self._grow_partial(zone), self._finish_octets)
+
+    def _end_spanning(self, result: _Result, partial: bytes | bytearray,
+                      finish: Callable[[_Result, bytes], None]) -> None:
+        """The open packet grew by a zone with FHP 'no packet start': it must not be complete.
+
+        If it is, the next packet started in that zone (FHP wrong) or the length field is
+        corrupt: the packet is delivered through ``finish`` and the mismatch reported.
+        """
         try:
             length = self._length(partial, 0)
         except SdlsQkdError as exc:
             self._lose_sync(result, exc)
             return
         if length is not None and len(partial) >= length:
-            # the packet ended inside a zone that claims no packet start: either the next
-            # packet started here (FHP wrong) or the length field is corrupt
             rest = len(partial) - length
             self._partial = b""
-            self._finish_octets(result, bytes(partial[:length]))
+            finish(result, bytes(partial[:length]))
             if rest:
                 result.anomalies.append(Anomaly(
                     AnomalyKind.FHP_MISMATCH,
@@ -571,22 +581,7 @@ class PacketZoneReader:
 
     def _check_partial_length(self, result: ZoneResult) -> None:
         """A spanning packet grew: it must not yet be complete (no FHP in this zone)."""
-        partial = self._partial
-        try:
-            length = self._length(partial, 0)
-        except SdlsQkdError as exc:
-            self._lose_sync(result, exc)
-            return
-        if length is not None and len(partial) >= length:
-            rest = len(partial) - length
-            self._partial = b""
-            self._finish(result, partial[:length])
-            if rest:
-                result.anomalies.append(Anomaly(
-                    AnomalyKind.FHP_MISMATCH,
-                    f"packet ended {rest} octets before the end of a zone with FHP "
-                    f"'no packet start'", 1))
-                self._in_sync = False
+        self._end_spanning(result, self._partial, self._finish)
 
     def _finish_partial_at_fhp(self, result: ZoneResult) -> None:
         """The octets before the FHP complete the open packet: exactly, or it is lost."""

@@ -351,22 +351,9 @@ _unpack_header = _HEADER.unpack_from
 
 
 def _packet_from_checked_octets(raw: bytes) -> SpacePacket:
-    """A SpacePacket from octets :func:`split_packet_octets` already checked (no re-checks).
-
-    Inlines :func:`_trusted_header`: this runs once per packet on every typed receive path.
-    """
-    ident, control, length = _unpack_header(raw, 0)
-    header = _new(_HeaderTwin)
-    header.packet_type = _PACKET_TYPES[(ident >> 12) & 1]
-    header.apid = ident & 0x7FF
-    header.sequence_count = control & 0x3FFF
-    header.data_length = length
-    header.sec_hdr_flag = (ident & 0x0800) != 0
-    header.sequence_flags = _SEQUENCE_FLAGS[control >> 14]
-    header.version = PACKET_VERSION
-    header.__class__ = SpacePacketHeader
+    """A SpacePacket from octets :func:`split_packet_octets` already checked (no re-checks)."""
     packet = _new(_PacketTwin)
-    packet.header = header
+    packet.header = _trusted_header(*_unpack_header(raw, 0))
     packet.data = raw[PRIMARY_HEADER_LENGTH:]
     packet.__class__ = SpacePacket
     result: SpacePacket = packet
